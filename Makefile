@@ -1,0 +1,65 @@
+# sim2real developer entry points. `make test` on a fresh machine creates the venv,
+# installs everything and runs the fast test suite.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY = $(VENV)/bin/python
+STAMP = $(VENV)/.installed
+# The CPU build of torch these machines carry; any other spec pulls GBs of CUDA wheels.
+TORCH_SPEC = torch==2.13.0
+PIP = $(PY) -m pip install -q
+
+.PHONY: all install test test-all lint demo bench wheel-test clean distclean
+
+all: test
+
+install: $(STAMP)
+
+# Reinstalls only when pyproject.toml changes (or the venv is gone).
+$(STAMP): pyproject.toml
+	@test -x $(PY) || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	$(PIP) --upgrade pip setuptools wheel
+	$(PIP) $(TORCH_SPEC)
+	$(PIP) -e '.[dev]'
+	@touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest -q -ra
+
+# -m "" overrides the `-m 'not slow'` in pyproject's addopts: slow tests run too.
+test-all: $(STAMP)
+	$(PY) -m pytest -q -ra -m ""
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+demo: $(STAMP)
+	$(VENV)/bin/sim2real demo
+
+bench: $(STAMP)
+	@set -e; for f in benchmarks/*.py; do \
+		[ -e "$$f" ] || continue; \
+		echo "== $$f" >&2; \
+		$(PY) "$$f"; \
+	done
+
+# Builds the wheel from the working tree into a temporary folder (no build isolation:
+# setuptools and wheel are in the venv, and it is fast), then installs and checks it in
+# a fresh venv (tests/test_packaging.py).
+wheel-test: $(STAMP)
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	rm -rf build; \
+	if ! $(PY) -m build --wheel --no-isolation --outdir "$$tmp" . >"$$tmp/build.log" 2>&1; then \
+		cat "$$tmp/build.log"; rm -rf build sim2real.egg-info; exit 1; \
+	fi; \
+	rm -rf build sim2real.egg-info; \
+	echo "built $$(basename "$$tmp"/sim2real-*.whl)"; \
+	SIM2REAL_WHEEL="$$(ls "$$tmp"/sim2real-*.whl)" $(PY) -m pytest -q -ra tests/test_packaging.py
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""ROS-free deployment runtime: observation builder, ONNX runner, safety filters."""

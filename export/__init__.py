@@ -1,0 +1,1 @@
+"""ONNX export of the deployable actor with the policy contract embedded (DESIGN contract 4)."""

@@ -1,0 +1,1 @@
+"""Actor-critic models, PPO, rollout storage and distributed training."""

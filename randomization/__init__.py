@@ -1,0 +1,1 @@
+"""Domain-randomization terms and curricula; ranges are YAML data (DESIGN contract 5)."""

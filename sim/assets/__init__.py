@@ -1,0 +1,25 @@
+"""The robot assets: one MJCF file per robot, the single source of truth (DESIGN contract 1).
+
+Conventions every asset follows, so that tasks, Pinocchio, export and deploy read
+the same facts from the same file:
+
+- every actuated joint has a ``position`` actuator of the same name whose ``kp``/``kv``
+  are the PD gains and whose ``forcerange`` is the joint's effort limit (N·m);
+- a keyframe named ``home`` holds the default pose in ``qpos`` and the default joint
+  targets in ``ctrl``;
+- joint sensors are named ``<joint>_pos`` (jointpos) and ``<joint>_vel`` (jointvel).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+ROBOTS = ("go2", "panda")
+
+
+def asset_path(robot: str) -> Path:
+    """Path of a packaged robot's MJCF file, e.g. ``asset_path("go2")``."""
+    if robot not in ROBOTS:
+        raise ValueError(f"unknown robot {robot!r}; packaged robots: {', '.join(ROBOTS)}")
+    return Path(str(resources.files(__name__).joinpath(f"{robot}.xml")))

@@ -1,0 +1,76 @@
+"""``arm-reach``: move the arm's end effector to a random target in its workspace.
+
+One target per episode, drawn uniformly in a box in front of the arm (in the base
+frame): x ∈ [0.3, 0.6] m, y ∈ [-0.3, 0.3] m, z ∈ [0.2, 0.6] m.
+"""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+
+from sim2real.sim import observations as obs
+from sim2real.sim import rewards as rew
+from sim2real.sim.backends.base import SimBackend
+from sim2real.sim.observations import ObsTerm
+from sim2real.sim.robot import RobotModel
+from sim2real.sim.tasks.base import RewardTerm, Task
+
+POLICY_OBS = (
+    ObsTerm("joint_pos_rel", obs.joint_pos_rel),
+    ObsTerm("joint_vel", obs.joint_vel, scale=0.1),
+    ObsTerm("ee_to_target", obs.ee_to_target, scale=2.0),
+    ObsTerm("last_action", obs.last_action),
+)
+
+
+class ArmReach(Task):
+    """Reach a random target with the Panda-class arm's end-effector site."""
+
+    name = "arm-reach"
+    robot = "panda"
+    decimation = 4
+    episode_length_s = 4.0
+    action_scale = 0.5
+    # the end-effector sensor must describe the state after the step, not before
+    forward_stage = int(mujoco.mjtStage.mjSTAGE_POS)
+
+    target_box = ((0.3, 0.6), (-0.3, 0.3), (0.2, 0.6))  # x, y, z bounds, m
+
+    observations = {"policy": POLICY_OBS, "critic": POLICY_OBS}
+    rewards = (
+        RewardTerm("ee_distance", rew.ee_distance, -2.0),
+        RewardTerm("ee_reach_exp", rew.ee_reach_exp, 1.0, {"sigma": 0.05}),
+        RewardTerm("action_rate_l2", rew.action_rate_l2, -0.01),
+        RewardTerm("joint_vel_l2", rew.joint_vel_l2, -0.001),
+    )
+    terminations = ()
+
+    def bind(self, backend: SimBackend, robot: RobotModel, dt: float) -> None:
+        """Allocate targets; look up the end-effector sensor."""
+        self.backend, self.robot_model = backend, robot
+        self.target = np.zeros((backend.num_envs, 3))
+        adr = backend.model.sensor_adr[backend.model.sensor("ee_pos").id]
+        self.ee_slice = slice(int(adr), int(adr) + 3)
+
+    def reset(self, env_ids: np.ndarray, rng: np.random.Generator) -> None:
+        """Joints near the home pose, a new target."""
+        joints = self.robot_model.qpos_adr
+        self.backend.qpos[env_ids[:, None], joints] += rng.uniform(
+            -0.2, 0.2, (len(env_ids), len(joints))
+        )
+        low, high = np.array(self.target_box).T
+        self.target[env_ids] = rng.uniform(low, high, (len(env_ids), 3))
+
+    def robot_state(self, last_action: np.ndarray, action: np.ndarray) -> dict[str, np.ndarray]:
+        """Joint state, end-effector position (base frame) and target."""
+        b, robot = self.backend, self.robot_model
+        return {
+            "joint_pos": b.qpos[:, robot.qpos_adr],
+            "joint_vel": b.qvel[:, robot.dof_adr],
+            "default_joint_pos": robot.default_joint_pos,
+            "last_action": last_action,
+            "action": action,
+            "ee_pos": b.sensordata[:, self.ee_slice],
+            "target_pos": self.target,
+        }

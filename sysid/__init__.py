@@ -1,0 +1,1 @@
+"""System identification from robot logs; writes randomization ranges."""
