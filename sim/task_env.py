@@ -9,11 +9,9 @@ of the envs that ended. Envs that MuJoCo found unstable are reset, counted in
 
 from __future__ import annotations
 
-import mujoco
 import numpy as np
 
 from sim2real.sim.actuation import ActionDelay, PDActuators
-from sim2real.sim.assets import asset_path
 from sim2real.sim.backends import make_backend
 from sim2real.sim.observations import ObservationGroup
 from sim2real.sim.robot import RobotModel
@@ -37,7 +35,7 @@ class TaskEnv(VecEnv):
         self, task: Task, num_envs: int, seed: int = 0, nthread: int = 0, backend: str = "cpu"
     ):
         self.task = task
-        self.model = mujoco.MjModel.from_xml_path(str(asset_path(task.robot)))
+        self.model = task.build_model()
         self.robot = RobotModel.from_mujoco(self.model)
         self.backend = make_backend(backend, self.model, num_envs, nthread)
         self.actuators = PDActuators(self.backend)

@@ -16,6 +16,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from sim2real.sim.assets import asset_path
 from sim2real.sim.backends.base import SimBackend
 from sim2real.sim.observations import ObsTerm, RobotState
 from sim2real.sim.robot import RobotModel
@@ -65,6 +66,14 @@ class Task(abc.ABC):
     observations: Mapping[str, tuple[ObsTerm, ...]]
     rewards: tuple[RewardTerm, ...]
     terminations: tuple[TerminationTerm, ...]
+
+    def build_model(self) -> mujoco.MjModel:
+        """Compile the simulated scene: by default the robot's asset as it is.
+
+        A task that needs more scene (terrain, objects) edits the asset through
+        ``mujoco.MjSpec.from_file(str(asset_path(self.robot)))`` and compiles that.
+        """
+        return mujoco.MjModel.from_xml_path(str(asset_path(self.robot)))
 
     @abc.abstractmethod
     def bind(self, backend: SimBackend, robot: RobotModel, dt: float) -> None:
