@@ -149,4 +149,5 @@ class TaskEnv(VecEnv):
         stats = {name: sums[env_ids].copy() for name, sums in self._episode_sums.items()}
         stats["return"] = np.sum([stats[t.name] for t in self.task.rewards], axis=0)
         stats["length"] = self.episode_length[env_ids].copy()
+        stats["env_ids"] = env_ids.copy()
         return stats

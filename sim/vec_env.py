@@ -15,8 +15,8 @@ observation group g):
   last observations of the ended episodes (same groups and shapes; rows of envs that
   did not end equal ``obs``).
 - ``infos["episode"]``: statistics of the episodes that ended this step, as arrays over
-  those envs: ``return``, ``length`` (control steps) and one entry per reward term
-  (its summed contribution). ``infos["instabilities"]``: how many envs MuJoCo found
+  those envs: ``env_ids``, ``return``, ``length`` (control steps) and one entry per
+  reward term (its summed contribution). ``infos["instabilities"]``: how many envs MuJoCo found
   unstable this step (they are reset and counted as terminated).
 """
 
