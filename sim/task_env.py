@@ -1,16 +1,28 @@
 """The env engine: binds a ``Task`` to a batched backend and implements ``VecEnv``.
 
 Per control step: check the actions, turn them into joint targets through the
-per-env action delay, run ``decimation`` physics steps in one backend call, build the
-robot state, then rewards (× control period), terminations, observations, and auto-reset
-of the envs that ended. Envs that MuJoCo found unstable are reset, counted in
-``infos["instabilities"]`` and reported as terminated; their observations are never NaN.
+per-env action delay (plus the per-env joint offset), fire the randomization's interval
+terms, run ``decimation`` physics steps in one backend call, build the robot state, then
+rewards (× control period), terminations, observations, and auto-reset of the envs that
+ended. Envs that MuJoCo found unstable are reset, counted in ``infos["instabilities"]``
+and reported as terminated; their observations are never NaN.
+
+Domain randomization (``sim2real.randomization``) is on by default with the task's
+shipped ranges. Its draws come from a generator of their own, seeded from the same seed,
+so the task's draws (initial states, commands) do not depend on it. The actor's
+``"policy"`` group is computed from what the simulated sensors report (biases, offsets,
+noise); every other group, the rewards and the terminations see the true state.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from sim2real.randomization.config import RandomizationConfig, resolve
+from sim2real.randomization.randomizer import Randomizer
+from sim2real.randomization.terms import SimHandles
 from sim2real.sim.actuation import ActionDelay, PDActuators
 from sim2real.sim.backends import make_backend
 from sim2real.sim.observations import ObservationGroup
@@ -29,10 +41,26 @@ class TaskEnv(VecEnv):
             rollouts at any thread count.
         nthread: simulation threads (0: all cores).
         backend: backend name (``sim2real.sim.backends.BACKENDS``).
+        randomization: None: the task's shipped defaults
+            (``sim2real.randomization.config.default_config``); a path to a YAML file or a
+            ``RandomizationConfig`` (kept, not copied: a curriculum may change its ranges);
+            ``"off"`` or False: no randomization.
+
+    Attributes:
+        joint_offset: (N, J) rad added to every joint position target (the
+            ``joint_offset`` term's actuator calibration error; zero without it).
+        randomization: the config in use, or None.
+        randomizer: its engine (``Randomizer``), or None.
     """
 
     def __init__(
-        self, task: Task, num_envs: int, seed: int = 0, nthread: int = 0, backend: str = "cpu"
+        self,
+        task: Task,
+        num_envs: int,
+        seed: int = 0,
+        nthread: int = 0,
+        backend: str = "cpu",
+        randomization: RandomizationConfig | str | Path | bool | None = None,
     ):
         self.task = task
         self.model = task.build_model()
@@ -44,12 +72,22 @@ class TaskEnv(VecEnv):
         self.step_dt = task.decimation * self.robot.timestep
         self.max_episode_length = round(task.episode_length_s / self.step_dt)
         self.action_delay = ActionDelay(num_envs, self.num_actions, task.max_action_delay)
-        self.obs_groups = {g: ObservationGroup(t) for g, t in task.observations.items()}
+        self.joint_offset = np.zeros((num_envs, self.num_actions))
         self.episode_length = np.zeros(num_envs, dtype=np.int64)
         self._episode_sums = {t.name: np.zeros(num_envs) for t in task.rewards}
         self._last_action = np.zeros((num_envs, self.num_actions))
         self._rng = np.random.default_rng(seed)
         task.bind(self.backend, self.robot, self.step_dt)
+        self.randomization = resolve(randomization, task.name, task.robot)
+        self.randomizer = None
+        observations = dict(task.observations)
+        if self.randomization is not None:
+            handles = SimHandles.from_env(self)
+            self.randomizer = Randomizer(self.randomization, handles, seed)
+            if "policy" in observations:
+                observations["policy"] = self.randomizer.wrap_policy_terms(observations["policy"])
+            self.randomizer.startup()
+        self.obs_groups = {g: ObservationGroup(t) for g, t in observations.items()}
         self._obs = self.reset(seed)
         self.obs_sizes = {g: o.shape[1] for g, o in self._obs.items()}
 
@@ -57,6 +95,8 @@ class TaskEnv(VecEnv):
         """Reset every env (reseeding when ``seed`` is given); return the observations."""
         if seed is not None:
             self._rng = np.random.default_rng(seed)
+            if self.randomizer is not None:
+                self.randomizer.reseed(seed)
         self._reset_envs(np.arange(self.num_envs))
         self._obs = self._observe(np.arange(self.num_envs))
         return {g: o.copy() for g, o in self._obs.items()}
@@ -66,7 +106,9 @@ class TaskEnv(VecEnv):
         action = self._checked(actions)
         task = self.task
         targets = self.robot.default_joint_pos + task.action_scale * action
-        self.backend.ctrl[:] = self.action_delay(targets)
+        self.backend.ctrl[:] = self.action_delay(targets) + self.joint_offset
+        if self.randomizer is not None:
+            self.randomizer.pre_physics()
         task.pre_physics(self._rng)
         unstable = self.backend.step(task.decimation, task.forward_stage)
         self.episode_length += 1
@@ -89,7 +131,7 @@ class TaskEnv(VecEnv):
         terminated[unstable] = True
         time_outs &= ~terminated
 
-        obs = {g: group(state) for g, group in self.obs_groups.items()}
+        obs = self._groups(state)
         for g, o in obs.items():
             o[unstable] = self._obs[g][unstable]  # the last finite observation
         task.after_step(state, self._rng)
@@ -131,9 +173,11 @@ class TaskEnv(VecEnv):
 
     def _reset_envs(self, env_ids: np.ndarray) -> None:
         self.backend.reset(env_ids, self.robot.home_key)
+        if self.randomizer is not None:
+            self.randomizer.reset(env_ids)
         self.task.reset(env_ids, self._rng)
         self.backend.forward(env_ids)
-        self.backend.ctrl[env_ids] = self.robot.default_joint_pos
+        self.backend.ctrl[env_ids] = self.robot.default_joint_pos + self.joint_offset[env_ids]
         self.action_delay.reset(env_ids, self.robot.default_joint_pos)
         self._last_action[env_ids] = 0.0
         self.episode_length[env_ids] = 0
@@ -143,7 +187,14 @@ class TaskEnv(VecEnv):
     def _observe(self, env_ids: np.ndarray) -> Observations:
         """Observations of every env from the current state; rows ``env_ids`` were just reset."""
         state = self.task.robot_state(self._last_action, self._last_action)
-        return {g: group(state) for g, group in self.obs_groups.items()}
+        return self._groups(state)
+
+    def _groups(self, state: dict[str, np.ndarray]) -> Observations:
+        """Every observation group; the policy group from the state its sensors report."""
+        sensed = state if self.randomizer is None else self.randomizer.sense(state)
+        return {
+            g: group(sensed if g == "policy" else state) for g, group in self.obs_groups.items()
+        }
 
     def _episode_stats(self, env_ids: np.ndarray) -> dict[str, np.ndarray]:
         stats = {name: sums[env_ids].copy() for name, sums in self._episode_sums.items()}

@@ -29,8 +29,9 @@ def test_position_actuators_apply_clipped_pd(go2):
         data.qvel[dofs] = rng.uniform(-20, 20, 12)
         data.ctrl[:] = go2.key_ctrl[0] + rng.uniform(-2, 2, 12)
         mujoco.mj_forward(go2, data)
-        expected = pd_torque(20.0, 0.5, go2.actuator_forcerange[:, 1], data.ctrl,
-                             data.qpos[joints], data.qvel[dofs])
+        expected = pd_torque(
+            20.0, 0.5, go2.actuator_forcerange[:, 1], data.ctrl, data.qpos[joints], data.qvel[dofs]
+        )
         np.testing.assert_allclose(data.actuator_force, expected, atol=1e-9)
     assert np.any(np.abs(expected) == go2.actuator_forcerange[:, 1])  # the clip was exercised
 
@@ -47,9 +48,13 @@ def test_per_env_gains_and_limits(go2):
     backend.ctrl[:] = go2.key_ctrl[0]
     backend.forward(np.arange(3))
     q, qd = backend.qpos[:, 7:], backend.qvel[:, 6:]
-    for env, (kp, kd, limit) in enumerate([(20, 0.5, go2.actuator_forcerange[:, 1]),
-                                           (40, 2.0, go2.actuator_forcerange[:, 1]),
-                                           (20, 0.5, 5.0)]):
+    for env, (kp, kd, limit) in enumerate(
+        [
+            (20, 0.5, go2.actuator_forcerange[:, 1]),
+            (40, 2.0, go2.actuator_forcerange[:, 1]),
+            (20, 0.5, 5.0),
+        ]
+    ):
         expected = pd_torque(kp, kd, limit, go2.key_ctrl[0], q[env], qd[env])
         np.testing.assert_allclose(backend.actuator_force[env], expected, atol=1e-9)
     np.testing.assert_array_equal(pd.kp[:, 0], [20, 40, 20])

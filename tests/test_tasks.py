@@ -40,7 +40,11 @@ def test_no_nan_under_random_actions(env):
         assert np.isfinite(result.rewards).all()
 
 
-def test_time_out_truncates_and_resets(env):
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_time_out_truncates_and_resets(task):
+    # randomization off: its pushes may topple a robot that stands still, and this test
+    # needs every env to reach its time limit
+    env = make_env(task, N, seed=0, nthread=2, randomization="off")
     env.reset(seed=3)
     zeros = np.zeros((N, env.num_actions), dtype=np.float32)
     for _ in range(env.max_episode_length - 1):

@@ -77,6 +77,14 @@ class MujocoBatchBackend:
         """Live per-env values (N, ...) of an MjModel field (``opt.<name>`` for options)."""
         return self._batch.expand(name)
 
+    def expanded(self, name: str) -> np.ndarray | None:
+        """Read-only per-env values of a field that was made per-env, else None.
+
+        Unlike :meth:`model_field` this never expands a field: it tells which model
+        fields randomization (or ``set_const``) made per-env.
+        """
+        return self._batch.expanded(name)
+
     def set_const(self, env_ids: np.ndarray) -> None:
         """Recompute derived model constants (``mj_setConst``) of the given envs."""
         self._batch.set_const(env_ids)

@@ -32,6 +32,7 @@ class ArmReach(Task):
     decimation = 4
     episode_length_s = 4.0
     action_scale = 0.5
+    max_action_delay = 1  # room for the action_delay randomization term (0..20 ms)
     # the end-effector sensor must describe the state after the step, not before
     forward_stage = int(mujoco.mjtStage.mjSTAGE_POS)
 

@@ -53,6 +53,8 @@ class Task(abc.ABC):
         max_action_delay: capacity of the action-delay buffer, control steps.
         forward_stage: mjtStage to which sensors are recomputed after each control
             step (``mjSTAGE_NONE``: they describe the state one physics step earlier).
+        feet: geom names of the feet, whose friction and restitution the foot-contact
+            randomization terms draw (empty: a robot without feet).
     """
 
     name: str
@@ -62,6 +64,7 @@ class Task(abc.ABC):
     action_scale: float = 0.25
     max_action_delay: int = 0
     forward_stage: int = int(mujoco.mjtStage.mjSTAGE_NONE)
+    feet: tuple[str, ...] = ()
 
     observations: Mapping[str, tuple[ObsTerm, ...]]
     rewards: tuple[RewardTerm, ...]

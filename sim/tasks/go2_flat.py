@@ -45,6 +45,7 @@ class Go2Flat(Task):
     episode_length_s = 20.0
     action_scale = 0.25
     max_action_delay = 2
+    feet = tuple(f"{f}_foot" for f in FEET)  # foot geoms (friction, restitution terms)
 
     command_ranges = ((-1.0, 1.0), (-0.5, 0.5), (-1.0, 1.0))  # vx m/s, vy m/s, yaw rad/s
     resample_s = 10.0
@@ -85,7 +86,7 @@ class Go2Flat(Task):
         self.foot_touch = np.array([sensor(f"{f}_foot_touch") for f in FEET])
         self.thigh_touch = np.array([sensor(f"{f}_thigh_touch") for f in FEET])
         self.base_touch = sensor("base_touch")
-        self.foot_geoms = np.array([model.geom(f"{f}_foot").id for f in FEET])
+        self.foot_geoms = np.array([model.geom(f).id for f in self.feet])
         self.base_body = model.body("base").id
         mid = robot.joint_limits.mean(axis=1)
         half = 0.5 * (robot.joint_limits[:, 1] - robot.joint_limits[:, 0]) * self.soft_limit_factor

@@ -1,0 +1,60 @@
+"""Smoke tests of the benchmark scripts: they run and print the JSON they promise.
+
+No timing is asserted (DESIGN: benchmarks print figures, tests never assert on time).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and value > 0
+
+
+def test_sim_throughput_quick_prints_its_figures():
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "sim_throughput.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+
+    for key in ("benchmark", "task", "command", "machine", "settings", "target"):
+        assert key in report
+    assert report["task"] == "go2-flat"
+    machine = report["machine"]
+    assert machine["cpu_model"] and _positive(machine["nproc"])
+    assert machine["mujoco"] and machine["python"]
+
+    grid = report["taskenv_vs_ceiling"]
+    settings = report["settings"]
+    assert {(r["num_envs"], r["nthread"]) for r in grid} == {
+        (n, t) for n in settings["num_envs"] for t in settings["nthreads"]
+    }
+    for row in grid:
+        for key in ("env_steps_per_s", "ceiling_steps_per_s", "ratio"):
+            assert _positive(row[key]), (key, row)
+        assert row["ceiling_check_max_abs_diff"] == 0.0  # same states, same controls
+
+    gym_figures = report["gymnasium"]
+    for kind in ("sync", "async"):
+        rows = gym_figures[kind]
+        assert [r["num_envs"] for r in rows] == gym_figures[f"{kind}_num_envs"]
+        for row in rows:
+            for key in ("env_steps_per_s", "taskenv_nthread1_steps_per_s"):
+                assert _positive(row[key]), (kind, key, row)
+
+    memory = report["memory"]
+    assert all(_positive(r["bytes_per_env"]) for r in memory["taskenv"])
+    assert _positive(memory["sync"]["bytes_per_env"])
+    assert _positive(memory["async"]["bytes_per_env"])
+    assert isinstance(report["target"]["met"], bool)
