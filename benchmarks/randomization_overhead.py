@@ -5,7 +5,7 @@ the same process, from the same seed, on the same uniform random actions in [-1,
 (drawn before timing):
 
 - ``off``: ``randomization="off"``.
-- ``reset_terms``: the shipped default config with only its reset-mode terms (the 14
+- ``reset_terms``: the shipped default config with only its reset-mode terms (the 17
   model, gain, delay and sensor-bias terms drawn at every reset; no pushes, forces or
   per-step noise): the cost of randomizing at reset.
 - ``default``: the shipped default config, every term (plus pushes and held forces at

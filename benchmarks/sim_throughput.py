@@ -103,9 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--env-steps",
         type=int,
-        default=16_000,
+        default=12_000,
         help="env-steps per timed run of the grid; a run is max(min-steps, env-steps/N) "
-        "control steps (default 16000)",
+        "control steps (default 12000)",
     )
     parser.add_argument(
         "--min-steps", type=int, default=10, help="fewest control steps per timed run (default 10)"
@@ -492,8 +492,11 @@ def main(argv: list[str] | None = None) -> None:
         for nthread in args.nthreads
         for n in args.num_envs
     ]
+    sections = {"taskenv_vs_ceiling": time.perf_counter() - start}
     gym_figures = measure_gymnasium(args, grid)
+    sections["gymnasium"] = time.perf_counter() - start - sum(sections.values())
     memory = measure_memory(args) if args.memory_num_envs else None
+    sections["memory"] = time.perf_counter() - start - sum(sections.values())
     judged = [
         r for r in grid if r["num_envs"] >= TARGET_MIN_ENVS and r["nthread"] == TARGET_NTHREAD
     ]
@@ -526,6 +529,7 @@ def main(argv: list[str] | None = None) -> None:
             "judged": bool(judged),
         },
         "elapsed_s": time.perf_counter() - start,
+        "section_s": sections,
         # other processes compete for the same cores: a load above the threads used
         # while the benchmark ran means its figures are low and noisy
         "loadavg_1_5_15_min": {"before": load_before, "after": os.getloadavg()},

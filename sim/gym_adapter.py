@@ -14,11 +14,12 @@ the chosen observation group):
 Action bound. The TaskEnv does not clip actions, and neither do these adapters: actions
 outside the box are applied as given. The box states the range a policy is expected to
 use (samplers such as ``action_space.sample()`` draw from it). The default,
-``DEFAULT_ACTION_BOUND = 5.0``, reaches most joints' position limits from the default
-pose (go2: joint target = default + 0.25·a puts the limits 4.6–14 action units away;
-Panda arm: default + 0.5·a, 4.4–7.4 units) while staying five standard deviations out
-for a unit-variance Gaussian policy; beyond it the targets only press joints against
-their limits.
+``DEFAULT_ACTION_BOUND = 5.0``, moves a joint target up to 1.25 rad from the default pose
+on go2 (target = default + 0.25·a) and 2.5 rad on the Panda arm (default + 0.5·a): both
+limits of every go2 hip and calf (2.7–4.9 action units away) and the nearer limit of four
+of the seven Panda joints (1.4–4.2 units) are in reach. The remaining ranges (go2 thighs
+6–14 units, Panda ±2.9 rad joints 5.8 units) are far wider than walking or reaching
+needs. It is also five standard deviations of a unit-variance Gaussian policy.
 
 End of episode. The TaskEnv resets ended envs within ``step`` (auto-reset) and returns
 the last observation of the ended episode in ``infos["final_obs"]``. ``GymEnv.step``

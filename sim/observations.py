@@ -13,13 +13,16 @@ name                   shape     meaning
 ``joint_pos``          (N, J)    joint positions, rad, policy joint order
 ``joint_vel``          (N, J)    joint velocities, rad/s
 ``default_joint_pos``  (J,)      the contract's default joint positions, rad
-``last_action``        (N, J)    the policy's previous raw action
+``last_action``        (N, J)    the policy's most recent raw action (being applied)
 ``imu_ang_vel``        (N, 3)    IMU angular velocity in the IMU (base) frame, rad/s
 ``imu_quat``           (N, 4)    IMU orientation, base→world, (w, x, y, z)
 ``command``            (N, C)    the task command (go2: vx, vy m/s, yaw rate rad/s)
 ``ee_pos``             (N, 3)    end-effector position in the arm's base frame, m
 ``target_pos``         (N, 3)    reach target in the arm's base frame, m
 =====================  ========  ===============================================
+
+The simulator also provides ``previous_action`` (N, J), the action before
+``last_action`` (for action-rate rewards).
 
 Privileged, simulator-only names (critic observations): ``base_lin_vel`` (N, 3) m/s in
 the base frame, ``foot_forces`` (N, F) N, ``foot_friction`` (N, F), ``base_mass`` (N, 1) kg.

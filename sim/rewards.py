@@ -55,8 +55,8 @@ def joint_vel_l2(state: RobotState) -> np.ndarray:
 
 
 def action_rate_l2(state: RobotState) -> np.ndarray:
-    """Sum of squared action changes between control steps (``action``, ``last_action``)."""
-    return np.sum(np.square(state["action"] - state["last_action"]), axis=1)
+    """Sum of squared changes from ``previous_action`` to ``last_action``."""
+    return np.sum(np.square(state["last_action"] - state["previous_action"]), axis=1)
 
 
 def joint_pos_limits(state: RobotState) -> np.ndarray:

@@ -113,7 +113,7 @@ class TaskEnv(VecEnv):
         unstable = self.backend.step(task.decimation, task.forward_stage)
         self.episode_length += 1
 
-        state = task.robot_state(self._last_action, action)
+        state = self._robot_state(last_action=action, previous_action=self._last_action)
         task.after_physics(state)
         rewards = np.zeros(self.num_envs)
         for term in task.rewards:
@@ -186,8 +186,17 @@ class TaskEnv(VecEnv):
 
     def _observe(self, env_ids: np.ndarray) -> Observations:
         """Observations of every env from the current state; rows ``env_ids`` were just reset."""
-        state = self.task.robot_state(self._last_action, self._last_action)
+        state = self._robot_state(self._last_action, self._last_action)
         return self._groups(state)
+
+    def _robot_state(
+        self, last_action: np.ndarray, previous_action: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """The task's robot state plus the actions: the one just applied and the one before."""
+        state = self.task.robot_state()
+        state["last_action"] = last_action
+        state["previous_action"] = previous_action
+        return state
 
     def _groups(self, state: dict[str, np.ndarray]) -> Observations:
         """Every observation group; the policy group from the state its sensors report."""

@@ -536,7 +536,9 @@ def test_policy_sees_gyro_bias_and_encoder_offset_critic_the_truth():
     np.testing.assert_array_equal(policy[:, 3:9], critic[:, 3:9])
     np.testing.assert_array_equal(policy[:, 21:], critic[:, 21:45])
     # the critic is computed from the true state
-    truth = ObservationGroup(CRITIC_OBS)(env.task.robot_state(zeros, zeros))
+    truth = ObservationGroup(CRITIC_OBS)(
+        env.task.robot_state() | {"last_action": zeros, "previous_action": zeros}
+    )
     np.testing.assert_array_equal(critic, truth)
 
 

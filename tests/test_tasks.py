@@ -123,3 +123,17 @@ def test_unstable_env_is_reset_alone_and_counted(tmp_path, monkeypatch):
     assert result.rewards[1] == 0.0
     assert np.isfinite(env.backend.qpos).all()
     assert env.step(zeros).infos["instabilities"] == 0
+
+
+def test_last_action_observation_is_the_action_just_applied():
+    """What the robot's next observation reports is the command it was just sent."""
+    env = make_env("arm-reach", 2, seed=0, nthread=1, randomization="off")
+    action_rate = env._episode_sums["action_rate_l2"]
+    penalties = []
+    for value in (0.1, 0.2, 0.2):
+        before = action_rate.copy()
+        result = env.step(np.full((2, 7), value, np.float32))
+        np.testing.assert_allclose(result.obs["policy"][:, -7:], value, rtol=1e-6)
+        penalties.append(action_rate - before)
+    per_step = -0.01 * 7 * 0.1**2 * env.step_dt  # weight × Σ (Δa)² × dt for Δa = 0.1
+    np.testing.assert_allclose(penalties, [[per_step] * 2, [per_step] * 2, [0.0] * 2], atol=1e-12)

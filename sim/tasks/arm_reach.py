@@ -63,15 +63,13 @@ class ArmReach(Task):
         low, high = np.array(self.target_box).T
         self.target[env_ids] = rng.uniform(low, high, (len(env_ids), 3))
 
-    def robot_state(self, last_action: np.ndarray, action: np.ndarray) -> dict[str, np.ndarray]:
+    def robot_state(self) -> dict[str, np.ndarray]:
         """Joint state, end-effector position (base frame) and target."""
         b, robot = self.backend, self.robot_model
         return {
             "joint_pos": b.qpos[:, robot.qpos_adr],
             "joint_vel": b.qvel[:, robot.dof_adr],
             "default_joint_pos": robot.default_joint_pos,
-            "last_action": last_action,
-            "action": action,
             "ee_pos": b.sensordata[:, self.ee_slice],
             "target_pos": self.target,
         }

@@ -90,11 +90,11 @@ class Task(abc.ABC):
         """Before each control step's physics: e.g. apply disturbances. Default: nothing."""
 
     @abc.abstractmethod
-    def robot_state(self, last_action: np.ndarray, action: np.ndarray) -> dict[str, np.ndarray]:
+    def robot_state(self) -> dict[str, np.ndarray]:
         """The robot state after physics, and what the task's rewards read (pure).
 
-        See ``sim2real.sim.observations`` for the names; ``action`` is this step's
-        action, ``last_action`` the previous one.
+        See ``sim2real.sim.observations`` for the names. The engine adds the actions
+        (``last_action``, ``previous_action``).
         """
 
     def after_physics(self, state: dict[str, np.ndarray]) -> None:

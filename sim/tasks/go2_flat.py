@@ -107,7 +107,7 @@ class Go2Flat(Task):
         self.feet_air_time[env_ids] = 0.0
         self.last_joint_vel[env_ids] = qvel[env_ids[:, None], self.robot_model.dof_adr]
 
-    def robot_state(self, last_action: np.ndarray, action: np.ndarray) -> dict[str, np.ndarray]:
+    def robot_state(self) -> dict[str, np.ndarray]:
         """Robot state from the backend (pure: no task state changes)."""
         b, robot = self.backend, self.robot_model
         quat = b.qpos[:, 3:7]
@@ -117,8 +117,6 @@ class Go2Flat(Task):
             "joint_pos": b.qpos[:, robot.qpos_adr],
             "joint_vel": joint_vel,
             "default_joint_pos": robot.default_joint_pos,
-            "last_action": last_action,
-            "action": action,
             # free-joint angular velocity is in the base frame, as the IMU measures it
             "imu_ang_vel": b.qvel[:, 3:6],
             "imu_quat": quat,

@@ -110,9 +110,9 @@ class Go2Rough(Go2Flat):
         self.last_base_xy[env_ids] = self.spawn_xy[env_ids]
         self.commanded_distance[env_ids] = 0.0
 
-    def robot_state(self, last_action: np.ndarray, action: np.ndarray) -> dict[str, np.ndarray]:
+    def robot_state(self) -> dict[str, np.ndarray]:
         """Go2-flat's state, plus ``distance_to_terrain_edge`` (N,) m."""
-        state = super().robot_state(last_action, action)
+        state = super().robot_state()
         state["distance_to_terrain_edge"] = self.terrain.distance_to_edge(self.backend.qpos[:, :2])
         return state
 
