@@ -13,20 +13,25 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _positive(value) -> bool:
-    return isinstance(value, (int, float)) and value > 0
-
-
-def test_sim_throughput_quick_prints_its_figures():
+def run_quick(script: str) -> dict:
+    """Run ``benchmarks/<script> --quick`` and return the JSON it prints."""
     done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "sim_throughput.py"), "--quick"],
+        [sys.executable, str(REPO / "benchmarks" / script), "--quick"],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=REPO,
     )
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and value > 0
+
+
+def test_sim_throughput_quick_prints_its_figures():
+    report = run_quick("sim_throughput.py")
 
     for key in ("benchmark", "task", "command", "machine", "settings", "target"):
         assert key in report
@@ -58,3 +63,13 @@ def test_sim_throughput_quick_prints_its_figures():
     assert _positive(memory["sync"]["bytes_per_env"])
     assert _positive(memory["async"]["bytes_per_env"])
     assert isinstance(report["target"]["met"], bool)
+
+
+def test_randomization_overhead_quick_prints_its_figures():
+    report = run_quick("randomization_overhead.py")
+    assert report["benchmark"] == "randomization_overhead" and report["task"] == "go2-flat"
+    assert set(report["variants"]) == {"off", "reset_terms", "default"}
+    for variant in report["variants"].values():
+        assert variant["env_steps_per_s_cpu"] > 0 and variant["resets_per_step"] > 1
+    assert set(report["verdict"]) == {"reset_terms", "default"}
+    assert report["profile_default"]["reset_ms_per_step"] > 0
