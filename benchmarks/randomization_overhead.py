@@ -38,14 +38,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import sys
 import time
 
-import mujoco
 import numpy as np
+from machine import describe_machine
 
 from sim2real.randomization.config import RandomizationConfig, default_config
 from sim2real.sim.tasks import make_env
@@ -146,23 +144,6 @@ def profile_hooks(args: argparse.Namespace, actions: np.ndarray) -> dict[str, fl
     return out
 
 
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu_model": cpu,
-        "nproc": len(os.sched_getaffinity(0)),
-        "mujoco": mujoco.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     rng = np.random.default_rng(args.seed)
@@ -204,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "randomization_overhead",
         "task": TASK,
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-        "machine": machine(),
+        "machine": describe_machine(),
         "settings": {
             "num_envs": n,
             "nthread": envs["off"].backend.nthread,

@@ -56,7 +56,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -71,6 +70,7 @@ import mujoco.rollout
 import numpy as np
 import psutil
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
+from machine import describe_machine
 
 from sim2real.sim.assets import asset_path
 from sim2real.sim.gym_adapter import make_gym_env
@@ -457,28 +457,6 @@ def measure_memory(args: argparse.Namespace) -> dict:
 # ------------------------------------------------------------------------------ main
 
 
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu_model": cpu,
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_count": os.cpu_count(),
-        "mujoco": mujoco.__version__,
-        "numpy": np.__version__,
-        "gymnasium": gymnasium.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.memory_child:
@@ -505,7 +483,7 @@ def main(argv: list[str] | None = None) -> None:
         "task": TASK,
         "unit": "env-steps/s (one env-step = one control step of one env = 4 physics steps)",
         "command": shlex.join([sys.executable, *sys.argv]),
-        "machine": machine(),
+        "machine": describe_machine() | {"gymnasium": gymnasium.__version__},
         "settings": {
             "num_envs": args.num_envs,
             "nthreads": args.nthreads,
