@@ -9,6 +9,9 @@ Pinocchio 4 facts these tests rely on (checked against pin 4.1's MJCF parser):
   ``<name>_fixed`` frames; a fixed-base root body (Panda's link0) goes into
   ``model.inertias[0]`` (the universe), so ``pinocchio.computeTotalMass`` (which skips the
   universe) is not MuJoCo's total mass: sum all of ``model.inertias`` instead.
+- An MJCF ``slide`` joint becomes a prismatic joint (``JointModelPX``/``PY``/``PZ``, or
+  ``JointModelPrismaticUnaligned``), a ``hinge`` a revolute one (``JointModelR*``). Several
+  joints in one body become one ``JointModelComposite``, so assets give each joint a body.
 - Position limits come from the joint ``range``; effort limits come from the joint
   ``actuatorfrcrange`` (into ``lowerEffortLimit``/``upperEffortLimit``/``effortLimit``), NOT
   from the actuator's ``forcerange``, so every asset writes its effort limit in both places.
@@ -27,6 +30,7 @@ from sim2real.sim.assets import ROBOTS, asset_path
 
 # Facts sheets (shared/robots/<robot>.md, from example-robot-data 6.0.0):
 # joint -> (lower, upper, effort). Go2's legs repeat per leg; thighs differ front/rear.
+# The point mass is no real robot: its facts are the design values in point.xml's header.
 _GO2_KINDS = {
     "hip": (-1.0472, 1.0472, 23.7),
     "thigh_front": (-1.5708, 3.4907, 23.7),
@@ -50,12 +54,14 @@ FACT_JOINTS = {
         "panda_joint6": (-0.0175, 3.7525, 12.0),
         "panda_joint7": (-2.8973, 2.8973, 12.0),
     },
+    "point": {"x": (-0.5, 0.5, 50.0), "y": (-0.5, 0.5, 50.0)},
 }
 
-# Total masses from the facts sheets. Neither asset leaves a mass out (Go2 keeps its rotors
+# Total masses from the facts sheets. No asset leaves a mass out (Go2 keeps its rotors
 # and feet, Panda its hand and both fingers as fixed bodies), so the only gap is the sheets'
 # rounding to grams: 1e-3 kg (e.g. Panda sums to 17.451901 kg, the sheet says 17.452).
-FACT_TOTAL_MASS = {"go2": 16.085, "panda": 17.452}
+# Point: a 1 kg ball on a 0.01 kg carriage.
+FACT_TOTAL_MASS = {"go2": 16.085, "panda": 17.452, "point": 1.01}
 FACT_MASS_TOL = 1e-3
 
 
@@ -69,29 +75,36 @@ def pin_model(robot: str) -> pinocchio.Model:
     return pinocchio.buildModelFromMJCF(str(asset_path(robot)))
 
 
-def mj_hinges(model: mujoco.MjModel) -> list[int]:
-    return [j for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE]
+# Axis joints: the one-DoF joints every asset actuates, hinge (revolute) or slide (prismatic).
+# As ints: ``np.int32 in (mjtJoint, ...)`` is False, since mjtJoint == np.int32 is False.
+AXIS_JOINTS = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
 
 
-def pin_hinges(model: pinocchio.Model) -> list[int]:
-    # Joint 0 is the universe (reported as JointModelRX); revolute joints are JointModelR*.
+def mj_axis_joints(model: mujoco.MjModel) -> list[int]:
+    return [j for j in range(model.njnt) if model.jnt_type[j] in AXIS_JOINTS]
+
+
+def pin_axis_joints(model: pinocchio.Model) -> list[int]:
+    # Joint 0 is the universe (reported as JointModelRX); revolute joints are JointModelR*,
+    # prismatic ones JointModelP*.
     return [
         j
         for j in range(1, model.njoints)
-        if model.joints[j].nq == 1 and model.joints[j].shortname().startswith("JointModelR")
+        if model.joints[j].nq == 1
+        and model.joints[j].shortname().startswith(("JointModelR", "JointModelP"))
     ]
 
 
 @pytest.mark.parametrize("robot", ROBOTS)
-def test_same_hinge_joints_in_same_order(robot):
+def test_same_axis_joints_in_same_order(robot):
     mj, pin = mj_model(robot), pin_model(robot)
-    mj_names = [mj.joint(j).name for j in mj_hinges(mj)]
-    pin_names = [pin.names[j] for j in pin_hinges(pin)]
+    mj_names = [mj.joint(j).name for j in mj_axis_joints(mj)]
+    pin_names = [pin.names[j] for j in pin_axis_joints(pin)]
     assert mj_names == pin_names
     assert mj_names == list(FACT_JOINTS[robot])
-    # Besides the hinges there is at most one free joint, the floating base, in both models.
-    mj_other = [mj.joint(j).name for j in range(mj.njnt) if j not in mj_hinges(mj)]
-    pin_other = [pin.names[j] for j in range(1, pin.njoints) if j not in pin_hinges(pin)]
+    # Besides the axis joints there is at most one free joint, the floating base, in both models.
+    mj_other = [mj.joint(j).name for j in range(mj.njnt) if j not in mj_axis_joints(mj)]
+    pin_other = [pin.names[j] for j in range(1, pin.njoints) if j not in pin_axis_joints(pin)]
     assert mj_other == pin_other
     assert len(mj_other) <= 1
     if mj_other:
@@ -103,7 +116,7 @@ def test_same_hinge_joints_in_same_order(robot):
 @pytest.mark.parametrize("robot", ROBOTS)
 def test_same_position_limits(robot):
     mj, pin = mj_model(robot), pin_model(robot)
-    for jm, jp in zip(mj_hinges(mj), pin_hinges(pin), strict=True):
+    for jm, jp in zip(mj_axis_joints(mj), pin_axis_joints(pin), strict=True):
         name = mj.joint(jm).name
         lower, upper, _ = FACT_JOINTS[robot][name]
         assert mj.jnt_limited[jm], name
@@ -121,7 +134,7 @@ def test_same_effort_limits(robot):
     # the facts sheet's effort limit, symmetric.
     mj, pin = mj_model(robot), pin_model(robot)
     actuator_of = {mj.actuator_trnid[a, 0]: a for a in range(mj.nu)}
-    for jm, jp in zip(mj_hinges(mj), pin_hinges(pin), strict=True):
+    for jm, jp in zip(mj_axis_joints(mj), pin_axis_joints(pin), strict=True):
         name = mj.joint(jm).name
         effort = FACT_JOINTS[robot][name][2]
         a = actuator_of[jm]
@@ -149,7 +162,7 @@ def test_same_total_mass(robot):
 @pytest.mark.parametrize("robot", ROBOTS)
 def test_same_subtree_mass_per_joint(robot):
     mj, pin = mj_model(robot), pin_model(robot)
-    for jm, jp in zip(mj_hinges(mj), pin_hinges(pin), strict=True):
+    for jm, jp in zip(mj_axis_joints(mj), pin_axis_joints(pin), strict=True):
         pin_subtree = sum(pin.inertias[k].mass for k in pin.subtrees[jp])
         mj_subtree = mj.body_subtreemass[mj.jnt_bodyid[jm]]
         assert pin_subtree == pytest.approx(mj_subtree, rel=1e-9), mj.joint(jm).name
@@ -162,14 +175,14 @@ def test_total_mass_matches_facts(robot):
 
 
 @pytest.mark.parametrize("robot", ROBOTS)
-def test_one_position_actuator_per_hinge_named_like_it(robot):
+def test_one_position_actuator_per_axis_joint_named_like_it(robot):
     mj = mj_model(robot)
-    hinges = mj_hinges(mj)
-    assert mj.nu == len(hinges)
+    joints = mj_axis_joints(mj)
+    assert mj.nu == len(joints)
     for a in range(mj.nu):
         assert mj.actuator_trntype[a] == mujoco.mjtTrn.mjTRN_JOINT
         joint = mj.actuator_trnid[a, 0]
-        assert joint == hinges[a]  # actuators in joint order
+        assert joint == joints[a]  # actuators in joint order
         assert mj.actuator(a).name == mj.joint(joint).name
         # MJCF <position kp kv>: gain kp, bias [0, -kp, -kv], no activation dynamics.
         assert mj.actuator_dyntype[a] == mujoco.mjtDyn.mjDYN_NONE
@@ -190,20 +203,20 @@ def test_home_keyframe(robot):
     qpos, ctrl = mj.key_qpos[key.id], mj.key_ctrl[key.id]
     joint_home = np.array([qpos[mj.jnt_qposadr[mj.actuator_trnid[a, 0]]] for a in range(mj.nu)])
     np.testing.assert_array_equal(ctrl, joint_home)
-    for j in mj_hinges(mj):
+    for j in mj_axis_joints(mj):
         lower, upper = mj.jnt_range[j]
         assert lower <= qpos[mj.jnt_qposadr[j]] <= upper, mj.joint(j).name
-    # Pinocchio reads the keyframe too; hinge entries keep MuJoCo's values.
+    # Pinocchio reads the keyframe too; axis-joint entries keep MuJoCo's values.
     pin = pin_model(robot)
     pin_home = pin.referenceConfigurations["home"]
-    for jm, jp in zip(mj_hinges(mj), pin_hinges(pin), strict=True):
+    for jm, jp in zip(mj_axis_joints(mj), pin_axis_joints(pin), strict=True):
         assert pin_home[pin.joints[jp].idx_q] == qpos[mj.jnt_qposadr[jm]]
 
 
 @pytest.mark.parametrize("robot", ROBOTS)
 def test_joint_sensors_named_after_joints(robot):
     mj = mj_model(robot)
-    for j in mj_hinges(mj):
+    for j in mj_axis_joints(mj):
         name = mj.joint(j).name
         pos, vel = mj.sensor(f"{name}_pos"), mj.sensor(f"{name}_vel")
         assert mj.sensor_type[pos.id] == mujoco.mjtSensor.mjSENS_JOINTPOS
@@ -212,9 +225,10 @@ def test_joint_sensors_named_after_joints(robot):
         assert mj.sensor_objid[vel.id] == j
 
 
-def test_panda_end_effector_site():
-    mj, pin = mj_model("panda"), pin_model("panda")
-    assert mj.nq == mj.nv == 7
+@pytest.mark.parametrize(("robot", "dofs"), [("panda", 7), ("point", 2)])
+def test_end_effector_site(robot, dofs):
+    mj, pin = mj_model(robot), pin_model(robot)
+    assert mj.nq == mj.nv == dofs
     data = mujoco.MjData(mj)
     mujoco.mj_resetDataKeyframe(mj, data, mj.key("home").id)
     mujoco.mj_forward(mj, data)
@@ -223,9 +237,16 @@ def test_panda_end_effector_site():
     np.testing.assert_allclose(
         data.sensordata[ee.adr[0] : ee.adr[0] + 3], data.site("ee_site").xpos
     )
-    # Pinocchio turns the site into an operational frame at the same place.
+    # Pinocchio turns the site into an operational frame at the same place, at home and at
+    # a random pose within the limits (fixed base: both models share the joint order).
     pdata = pin.createData()
     pinocchio.framesForwardKinematics(pin, pdata, pin.referenceConfigurations["home"])
+    np.testing.assert_allclose(
+        pdata.oMf[pin.getFrameId("ee_site")].translation, data.site("ee_site").xpos, atol=1e-9
+    )
+    data.qpos[:] = np.random.default_rng(0).uniform(*mj.jnt_range.T)
+    mujoco.mj_forward(mj, data)
+    pinocchio.framesForwardKinematics(pin, pdata, data.qpos.copy())
     np.testing.assert_allclose(
         pdata.oMf[pin.getFrameId("ee_site")].translation, data.site("ee_site").xpos, atol=1e-9
     )

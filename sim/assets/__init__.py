@@ -4,7 +4,8 @@ Conventions every asset follows, so that tasks, Pinocchio, export and deploy rea
 the same facts from the same file:
 
 - every actuated joint has a ``position`` actuator of the same name whose ``kp``/``kv``
-  are the PD gains and whose ``forcerange`` is the joint's effort limit (N·m);
+  are the PD gains and whose ``forcerange`` is the joint's effort limit (N·m; N for a
+  slide joint, whose positions are in m);
 - a keyframe named ``home`` holds the default pose in ``qpos`` and the default joint
   targets in ``ctrl``;
 - joint sensors are named ``<joint>_pos`` (jointpos) and ``<joint>_vel`` (jointvel).
@@ -15,7 +16,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-ROBOTS = ("go2", "panda")
+ROBOTS = ("go2", "panda", "point")
 
 
 def asset_path(robot: str) -> Path:

@@ -9,11 +9,13 @@ from sim2real.sim.tasks.arm_reach import ArmReach
 from sim2real.sim.tasks.base import RewardTerm, Task, TerminationTerm
 from sim2real.sim.tasks.go2_flat import Go2Flat
 from sim2real.sim.tasks.go2_rough import Go2Rough
+from sim2real.sim.tasks.point_reach import PointReach
 
 TASKS: dict[str, type[Task]] = {
     Go2Flat.name: Go2Flat,
     Go2Rough.name: Go2Rough,
     ArmReach.name: ArmReach,
+    PointReach.name: PointReach,
 }
 
 

@@ -2,6 +2,9 @@
 
 One target per episode, drawn uniformly in a box in front of the arm (in the base
 frame): x ∈ [0.3, 0.6] m, y ∈ [-0.3, 0.3] m, z ∈ [0.2, 0.6] m.
+
+``ReachTask`` holds what every reach task shares (observations, rewards, the reset and
+the robot state); ``point-reach`` (``sim2real.sim.tasks.point_reach``) is the other one.
 """
 
 from __future__ import annotations
@@ -24,19 +27,23 @@ POLICY_OBS = (
 )
 
 
-class ArmReach(Task):
-    """Reach a random target with the Panda-class arm's end-effector site."""
+class ReachTask(Task):
+    """Bring the robot's ``ee_site`` (sensor ``ee_pos``) to one random target per episode.
 
-    name = "arm-reach"
-    robot = "panda"
-    decimation = 4
-    episode_length_s = 4.0
-    action_scale = 0.5
-    max_action_delay = 1  # room for the action_delay randomization term (0..20 ms)
+    The robot's asset must have a framepos sensor ``ee_pos``. Subclasses set the robot
+    and timing, and:
+
+    Attributes:
+        target_box: ((x_low, x_high), (y_low, y_high), (z_low, z_high)), m, base frame:
+            targets are drawn uniformly inside.
+        reset_joint_noise: half-width of the uniform offset added to each joint of the
+            home pose at reset (rad for a hinge, m for a slide joint).
+    """
+
+    target_box: tuple[tuple[float, float], ...]
+    reset_joint_noise: float
     # the end-effector sensor must describe the state after the step, not before
     forward_stage = int(mujoco.mjtStage.mjSTAGE_POS)
-
-    target_box = ((0.3, 0.6), (-0.3, 0.3), (0.2, 0.6))  # x, y, z bounds, m
 
     observations = {"policy": POLICY_OBS, "critic": POLICY_OBS}
     rewards = (
@@ -57,8 +64,9 @@ class ArmReach(Task):
     def reset(self, env_ids: np.ndarray, rng: np.random.Generator) -> None:
         """Joints near the home pose, a new target."""
         joints = self.robot_model.qpos_adr
+        noise = self.reset_joint_noise
         self.backend.qpos[env_ids[:, None], joints] += rng.uniform(
-            -0.2, 0.2, (len(env_ids), len(joints))
+            -noise, noise, (len(env_ids), len(joints))
         )
         low, high = np.array(self.target_box).T
         self.target[env_ids] = rng.uniform(low, high, (len(env_ids), 3))
@@ -73,3 +81,17 @@ class ArmReach(Task):
             "ee_pos": b.sensordata[:, self.ee_slice],
             "target_pos": self.target,
         }
+
+
+class ArmReach(ReachTask):
+    """Reach a random target with the Panda-class arm's end-effector site."""
+
+    name = "arm-reach"
+    robot = "panda"
+    decimation = 4
+    episode_length_s = 4.0
+    action_scale = 0.5
+    max_action_delay = 1  # room for the action_delay randomization term (0..20 ms)
+
+    target_box = ((0.3, 0.6), (-0.3, 0.3), (0.2, 0.6))  # x, y, z bounds, m
+    reset_joint_noise = 0.2  # rad
