@@ -126,7 +126,9 @@ class GymEnv(gym.Env[np.ndarray, np.ndarray]):
         Returns:
             ``(obs (D,) float32, reward, terminated, truncated, info)``. At the step an
             episode ends, ``obs`` is its final observation and ``info["episode"]`` holds
-            its statistics (``return``, ``length`` and each reward term's sum); the next
+            its statistics (``return``, ``length`` and each reward term's sum, plus
+            ``r``, ``l`` and ``t`` — return, length, seconds — as gymnasium's
+            ``RecordEpisodeStatistics`` and stable-baselines3 name them); the next
             episode starts at the next ``reset()``.
         """
         action = _as_float_array(action)
@@ -141,9 +143,8 @@ class GymEnv(gym.Env[np.ndarray, np.ndarray]):
         if terminated or truncated:
             obs = result.infos["final_obs"][self.obs_group][0]
             self._next_obs = result.obs[self.obs_group][0]
-            info["episode"] = {
-                k: v[0].item() for k, v in result.infos["episode"].items() if k != "env_ids"
-            }
+            stats = _with_gym_names(result.infos["episode"], self.env.step_dt)
+            info["episode"] = {k: v[0].item() for k, v in stats.items() if k != "env_ids"}
         else:
             obs = result.obs[self.obs_group][0]
             self._next_obs = None
@@ -236,7 +237,8 @@ class GymVectorEnv(VectorEnv):
         done = result.terminated | result.time_outs
         infos: dict[str, Any] = {}
         if done.any():
-            stats = result.infos["episode"]  # arrays over the envs that ended
+            # arrays over the envs that ended
+            stats = _with_gym_names(result.infos["episode"], self.env.step_dt)
             ids = stats.get("env_ids", np.flatnonzero(done))
             final = result.infos["final_obs"][self.obs_group]
             final_obs = np.full(self.num_envs, None, dtype=object)
@@ -278,3 +280,9 @@ __all__ = [
     "make_gym_env",
     "make_gym_vector_env",
 ]
+
+
+def _with_gym_names(stats: dict[str, np.ndarray], step_dt: float) -> dict[str, np.ndarray]:
+    """Episode statistics plus ``r``, ``l``, ``t`` (return, length, s), gymnasium's names."""
+    t = stats["length"] * step_dt
+    return {**stats, "r": stats["return"], "l": stats["length"], "t": t}

@@ -73,3 +73,14 @@ def test_randomization_overhead_quick_prints_its_figures():
         assert variant["env_steps_per_s_cpu"] > 0 and variant["resets_per_step"] > 1
     assert set(report["verdict"]) == {"reset_terms", "default"}
     assert report["profile_default"]["reset_ms_per_step"] > 0
+
+
+def test_training_throughput_quick_prints_its_figures():
+    report = run_quick("training_throughput.py")
+    assert report["benchmark"] == "training_throughput"
+    for row in report["training"]:
+        for key in ("sim_only_steps_per_s", "training_steps_per_s", "ratio"):
+            assert _positive(row[key]), (key, row)
+        assert 0.0 < row["collection_share"] < 1.0
+    assert _positive(report["sb3"]["env_steps_per_s"])
+    assert isinstance(report["target"]["met"], bool)
