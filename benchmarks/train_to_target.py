@@ -45,7 +45,7 @@ TARGETS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("task", choices=sorted(TARGETS))
+    parser.add_argument("task", nargs="?", default="arm-reach", choices=sorted(TARGETS))
     parser.add_argument("--eval-every", type=int, default=10, help="iterations")
     parser.add_argument("--eval-envs", type=int, default=256)
     parser.add_argument("--budget-min", type=float, default=None, help="training minutes")

@@ -8,7 +8,9 @@ declared with ``option(default, doc)``; the doc is what ``sim2real train --help`
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,13 +20,13 @@ from typing import Any
 import yaml
 
 
-def option(default: Any, doc: str) -> Any:
-    """A dataclass field with a default (copied when mutable) and its one-line doc."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"doc": doc})
-    if dataclasses.is_dataclass(default):
-        return field(default_factory=lambda: dataclasses.replace(default), metadata={"doc": doc})
-    return field(default=default, metadata={"doc": doc})
+def option(default: Any, doc: str, choices: tuple[str, ...] = ()) -> Any:
+    """A dataclass field with a default (deep-copied when mutable), its doc and choices."""
+    metadata = {"doc": doc, "choices": choices}
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
+        # deep: a section's lists must not be shared between configs either
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -33,15 +35,19 @@ class ModelConfig:
 
     actor_hidden: list = option([256, 128, 64], "hidden layer sizes of the actor MLP")
     critic_hidden: list = option([256, 128, 64], "hidden layer sizes of the critic MLP")
-    activation: str = option("elu", "activation between hidden layers: elu, relu or tanh")
+    activation: str = option(
+        "elu", "activation between hidden layers", choices=("elu", "relu", "tanh")
+    )
     init_noise_std: float = option(1.0, "initial std of the Gaussian policy, in action units")
-    recurrent: str = option("none", "memory before the MLPs: none, gru or lstm")
+    recurrent: str = option("none", "memory before the MLPs", choices=("none", "gru", "lstm"))
     rnn_hidden: int = option(64, "hidden size of the recurrent memory")
     rnn_layers: int = option(1, "stacked recurrent layers")
     normalize_obs: bool = option(True, "empirical (running mean/variance) obs normalization")
     asymmetric: bool = option(True, "the critic sees the privileged 'critic' observations")
     actor_group: str = option(
-        "policy", "observations of the actor: policy (deployable) or critic (a teacher)"
+        "policy",
+        "observations of the actor: policy (deployable) or critic (privileged: a teacher)",
+        choices=("policy", "critic"),
     )
 
 
@@ -59,7 +65,9 @@ class PPOConfig:
     clipped_value_loss: bool = option(True, "clip the value update around the old value")
     entropy_coef: float = option(0.01, "weight of the entropy bonus")
     learning_rate: float = option(1e-3, "Adam learning rate (initial, if adaptive)")
-    schedule: str = option("adaptive", "learning-rate schedule: adaptive (KL-driven) or fixed")
+    schedule: str = option(
+        "adaptive", "learning-rate schedule (adaptive: KL-driven)", choices=("adaptive", "fixed")
+    )
     desired_kl: float = option(0.01, "target KL divergence of the adaptive schedule")
     max_grad_norm: float = option(1.0, "gradient-norm clip")
     normalize_advantages: bool = option(True, "normalize advantages over the rollout")
@@ -172,7 +180,7 @@ def build_config(
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set expects key=value, got {item!r}")
-        pairs[key.strip()] = yaml.safe_load(value)
+        pairs[key.strip()] = _Text(value)
     config = _apply(config, pairs)
     if config.task != task:
         raise ValueError(f"the config names task {config.task!r} but the run is for {task!r}")
@@ -189,7 +197,10 @@ def describe(cls: type = TrainConfig, prefix: str = "") -> list[tuple[str, str, 
             rows += describe(kind, f"{prefix}{f.name}.")
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        rows.append((prefix + f.name, _type_name(kind), repr(default), f.metadata.get("doc", "")))
+        doc = f.metadata.get("doc", "")
+        if f.metadata.get("choices"):
+            doc += f" (one of: {', '.join(f.metadata['choices'])})"
+        rows.append((prefix + f.name, _type_name(kind), repr(default), doc))
     return rows
 
 
@@ -227,21 +238,39 @@ def _set(config: Any, path: list[str], value: Any, key: str) -> Any:
         return dataclasses.replace(config, **{path[0]: _set(current, path[1:], value, key)})
     if len(path) > 1:
         raise ValueError(f"config key {key!r}: {path[0]!r} is not a section")
-    return dataclasses.replace(config, **{path[0]: _coerce(value, kind, key)})
+    value = _coerce(value, kind, key)
+    choices = fields[path[0]].metadata.get("choices")
+    if choices and value not in choices:
+        raise ValueError(f"config key {key!r} expects one of {', '.join(choices)}, got {value!r}")
+    return dataclasses.replace(config, **{path[0]: value})
+
+
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+class _Text(str):
+    """A ``--set`` value as typed: text for str fields, parsed as YAML for the others."""
 
 
 def _coerce(value: Any, kind: Any, key: str) -> Any:
     """``value`` as type ``kind``; ints pass as floats, anything else must match."""
     if isinstance(kind, types.UnionType):
         kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    if isinstance(value, _Text):
+        # str fields take the text as typed (YAML would read "off" as False)
+        value = str(value) if kind is str else yaml.safe_load(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is float and isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 (PyYAML) reads "3e-4", without a dot, as a string
     if kind is str and value is None:
         return ""
     if kind is list and isinstance(value, (list, tuple)):
         return list(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        hint = " (quote it: YAML reads off/on/no/yes as booleans)" if kind is str else ""
         raise ValueError(
-            f"config key {key!r} expects {_type_name(kind)}, got {value!r} ({type(value).__name__})"
+            f"config key {key!r} expects {_type_name(kind)}, got {value!r} "
+            f"({type(value).__name__}){hint}"
         )
     return value

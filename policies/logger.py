@@ -3,11 +3,14 @@
 Each iteration's scalars (losses, learning rate, action std, episode statistics,
 per-term episode rewards, curriculum levels) go to TensorBoard under their tag and as
 one JSON line to ``metrics.jsonl``, flushed at once so a crash loses nothing written.
+A resumed run first drops the lines past its checkpoint (and a line cut by a crash), so
+the file holds each iteration once.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -42,7 +45,9 @@ class TrainLogger:
         if not enabled:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.metrics_file = (run_dir / "metrics.jsonl").open("a")
+        metrics = run_dir / "metrics.jsonl"
+        _truncate_metrics(metrics, start_iteration)
+        self.metrics_file = metrics.open("a")
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -86,3 +91,21 @@ class TrainLogger:
         self.metrics_file.close()
         if self.writer is not None:
             self.writer.close()
+
+
+def _truncate_metrics(path: Path, last_iteration: int) -> None:
+    """Keep the whole lines of ``path`` up to ``last_iteration`` (atomic rewrite)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            break  # a line cut by a crash, the last one
+        if record.get("iteration", 0) > last_iteration:
+            break
+        kept.append(line + "\n")
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)

@@ -119,8 +119,8 @@ class PPO:
 
     def _normalized(self, advantages: torch.Tensor) -> torch.Tensor:
         """Advantages with zero mean and unit std over the whole (all processes') rollout."""
-        moments = torch.stack([advantages.new_tensor(advantages.numel()), advantages.sum()])
-        moments = torch.cat([moments, (advantages * advantages).sum()[None]]).double()
+        a = advantages.double()
+        moments = torch.stack([a.new_tensor(a.numel()), a.sum(), (a * a).sum()])
         n, total, squares = self.dist.sum(moments)
         mean = total / n
         std = (squares / n - mean * mean).clamp_min(0.0).sqrt()

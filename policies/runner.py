@@ -349,6 +349,8 @@ class Trainer(RunLoop):
         self.curricula.load_state_dict(state["curricula"])
         self.iteration = int(state["iteration"])
         torch.set_rng_state(state["torch_rng"])
+        if self.dist.rank > 0:  # the saved stream is rank 0's: the others draw their own noise
+            torch.manual_seed(self.config.seed + self.dist.rank + self.iteration)
         self._reset_env(self.config.seed + self.dist.rank + self.iteration)
 
 

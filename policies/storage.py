@@ -125,7 +125,11 @@ class RolloutStorage:
     def minibatches(
         self, num_minibatches: int, num_epochs: int, generator: torch.Generator
     ) -> Iterator[Minibatch]:
-        """``num_epochs`` shuffled passes of ``num_minibatches`` minibatches each."""
+        """``num_epochs`` shuffled passes of ``num_minibatches`` equal minibatches each.
+
+        When the samples (or envs) do not split evenly, each pass leaves out the
+        remainder of its shuffled order (a different part each pass).
+        """
         recurrent = self.initial_state is not None
         total = self.num_envs if recurrent else self.num_steps * self.num_envs
         if num_minibatches > total:

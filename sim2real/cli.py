@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from rich.console import Console
@@ -62,6 +63,179 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a policy with PPO (or resume a run); see ``sim2real.policies.runner``."""
+    from sim2real.policies.config import build_config
+    from sim2real.policies.distributed import Distributed
+    from sim2real.policies.runner import Trainer
+
+    overrides = _overrides(args)
+    if args.resume:
+        changed = _resume_overrides(args, overrides)
+        dist = Distributed.from_environment()
+        trainer = Trainer.resume(args.resume, changed, dist=dist, console=console)
+        _check_resumed_task(trainer.config, args)
+    else:
+        config = build_config(args.task, args.config, overrides)
+        dist = Distributed.from_environment(config.device)
+        trainer = Trainer(config, dist=dist, console=console)
+    if dist.is_main:
+        console.print(
+            f"[bold]training {trainer.config.task}[/] in {trainer.run_dir} "
+            f"({dist.world_size} process(es) × {trainer.config.num_envs} envs)"
+        )
+    try:
+        scalars = trainer.learn()
+    finally:
+        dist.close()
+    if dist.is_main:
+        console.print(f"done: {trainer.run_dir} ({_episode_summary(scalars)})")
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    """Distill a privileged teacher into a student; see ``sim2real.policies.distillation``."""
+    from sim2real.policies.config import build_config
+    from sim2real.policies.distillation import Distiller
+
+    overrides = _overrides(args, teacher=args.teacher)
+    if args.resume:
+        changed = _resume_overrides(args, overrides)
+        distiller = Distiller.resume(args.resume, changed, console=console)
+        _check_resumed_task(distiller.config, args)
+    else:
+        if not args.teacher:
+            raise ValueError("--teacher CHECKPOINT is required (or --resume RUN)")
+        distiller = Distiller(build_config(args.task, args.config, overrides), console=console)
+    config = distiller.config
+    console.print(
+        f"[bold]distilling {config.distill.teacher}[/] into a student of {config.task} "
+        f"in {distiller.run_dir} ({config.num_envs} envs, "
+        f"history {config.distill.history_length} steps)"
+    )
+    scalars = distiller.learn()
+    console.print(f"done: {distiller.run_dir} ({_episode_summary(scalars)})")
+    return 0
+
+
+def _overrides(args: argparse.Namespace, teacher: str | None = None) -> list[str]:
+    """``--set`` pairs, then those of ``--randomization`` (and a distillation's ``--teacher``)."""
+    overrides = list(args.set)
+    if args.randomization:
+        overrides.append(f"randomization={args.randomization}")
+    if teacher:
+        overrides.append(f"distill.teacher={teacher}")
+    return overrides
+
+
+def _resume_overrides(args: argparse.Namespace, overrides: list[str]) -> dict:
+    """The ``--set`` pairs of a resumed run as typed values by dotted key (keys validated)."""
+    from sim2real.policies.config import build_config
+
+    if args.config:
+        raise ValueError("--resume continues a run with its own config; drop --config")
+    config = build_config(args.task, overrides=overrides)  # validates the keys
+    pairs = dict(item.split("=", 1) for item in overrides)
+    return {key: _get_dotted(config, key) for key in pairs}
+
+
+def _check_resumed_task(config, args: argparse.Namespace) -> None:
+    if config.task != args.task:
+        raise ValueError(f"run {args.resume} trains {config.task!r}, not {args.task!r}")
+
+
+def _episode_summary(scalars: dict[str, float]) -> str:
+    summary = ", ".join(
+        f"{k} {scalars[k]:.3f}" for k in ("episode/return", "episode/length") if k in scalars
+    )
+    return summary or "no finished episodes"
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    """Evaluate a checkpoint (PPO or student) with randomization off and on; metrics, video."""
+    import json
+
+    from sim2real.policies.checkpoint import actor_critic_from_state, load_checkpoint
+    from sim2real.policies.distillation import STUDENT_KIND, student_from_state
+    from sim2real.policies.evaluation import evaluate
+    from sim2real.sim.tasks import make_env
+
+    state = load_checkpoint(args.checkpoint)
+    kind = state.get("kind", "actor_critic")
+    from_state = student_from_state if kind == STUDENT_KIND else actor_critic_from_state
+    config, model = from_state(state, args.checkpoint)
+    if config.task != args.task:
+        raise ValueError(f"checkpoint {args.checkpoint} was trained on {config.task!r}")
+    report = {
+        "task": args.task,
+        "checkpoint": str(args.checkpoint),
+        "kind": kind,
+        "num_envs": args.num_envs,
+    }
+    qpos = None
+    for label, randomization in (("randomization_off", "off"), ("randomization_on", None)):
+        env = make_env(args.task, args.num_envs, seed=args.seed, randomization=randomization)
+        record = 0 if label == "randomization_off" and args.video else None
+        metrics, recorded = evaluate(model, env, record_env=record, seed=args.seed)
+        report[label] = metrics
+        qpos = recorded if recorded is not None else qpos
+        table = Table(title=f"{args.task}: {label.replace('_', ' ')}")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key, value in metrics.items():
+            table.add_row(key, f"{value:.4f}")
+        console.print(table)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2))
+    console.print(f"metrics: {output}")
+    if args.video:
+        from sim2real.sim.render import render_episode, rendering_available, write_video
+
+        available, reason = rendering_available()
+        if not available:
+            raise RuntimeError(f"cannot render a video here: {reason}")
+        fps = 1.0 / env.step_dt
+        frames = render_episode(env.model, qpos, fps=fps)
+        console.print(f"video: {write_video(frames, args.video, fps=fps)}")
+    return 0
+
+
+def _get_dotted(config, key: str):
+    for name in key.split("."):
+        config = getattr(config, name)
+    return config
+
+
+def _config_help() -> str:
+    from sim2real.policies.config import describe
+
+    lines = ["configuration (--set KEY=VALUE, or a YAML file with --config):"]
+    for key, kind, default, doc in describe():
+        lines.append(f"  {key} ({kind}, default {default})")
+        lines.append(f"      {doc}")
+    return "\n".join(lines)
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser, example: str, resume: str) -> None:
+    """--config, --set, --resume and --randomization of a training-like subcommand."""
+    parser.add_argument("--config", metavar="FILE", help="YAML file of config fields")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override config fields, e.g. {example}",
+    )
+    parser.add_argument("--resume", metavar="RUN", help=resume)
+    parser.add_argument(
+        "--randomization",
+        metavar="FILE",
+        help="randomization YAML (e.g. from sim2real sysid fit), or 'off'",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(
@@ -78,6 +252,47 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--nthread", type=int, default=0, help="simulation threads (0: all cores)")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.set_defaults(func=cmd_demo)
+
+    train = sub.add_parser(
+        "train",
+        help="train a policy with PPO",
+        description="Train TASK with PPO. Defaults, then the task's overrides, then --config, "
+        "then --set.",
+        epilog=_config_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("task", help="registered task (sim2real envs lists them)")
+    _add_run_arguments(train, "ppo.learning_rate=3e-4 num_envs=256", "run folder to continue from")
+    train.set_defaults(func=cmd_train)
+
+    distill = sub.add_parser(
+        "distill",
+        help="distill a privileged teacher into a deployable student",
+        description="Distill the teacher CHECKPOINT (trained on TASK with "
+        "--set model.actor_group=critic) into a student that sees a history of the "
+        "policy observations only. Defaults, then the task's overrides, then --config, "
+        "then --set (distill.* fields; ppo.num_steps, ppo.num_minibatches and "
+        "ppo.max_grad_norm shape the rollouts and updates).",
+        epilog=_config_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    distill.add_argument("task", help="the task the teacher was trained on")
+    distill.add_argument("--teacher", metavar="CHECKPOINT", help="teacher checkpoint or run folder")
+    _add_run_arguments(
+        distill, "distill.history_length=32 max_iterations=200", "distillation run to continue"
+    )
+    distill.set_defaults(func=cmd_distill)
+
+    play = sub.add_parser(
+        "play", help="evaluate a checkpoint (PPO or student); metrics JSON and a video"
+    )
+    play.add_argument("task", help="the task the checkpoint was trained on")
+    play.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    play.add_argument("--num-envs", type=int, default=64, help="envs evaluated in parallel")
+    play.add_argument("--seed", type=int, default=1, help="seed of the evaluation episodes")
+    play.add_argument("-o", "--output", default="play.json", help="metrics JSON file")
+    play.add_argument("--video", metavar="FILE", help="render env 0 to FILE (.mp4 or .gif)")
+    play.set_defaults(func=cmd_play)
     return parser
 
 
@@ -86,6 +301,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
         console.print(f"[red]error:[/] {error}")
         return 2
