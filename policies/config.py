@@ -108,7 +108,6 @@ class TrainConfig:
     save_interval: int = option(50, "checkpoint every this many iterations")
     log_dir: str = option("runs", "folder holding one folder per run")
     run_name: str = option("", "run folder name; empty: <task>-<date>-<time>")
-    device: str = option("cpu", "torch device of the networks")
     torch_threads: int = option(
         1, "CPU threads of torch's math (0: torch's default); small MLPs gain little from more"
     )

@@ -265,10 +265,7 @@ class Distiller(RunLoop):
         done = time.perf_counter()
         self.iteration += 1
         steps = self.config.ppo.num_steps * self.config.num_envs
-        stats["perf/steps_per_s"] = steps / (done - start)
-        stats["perf/collection_s"] = collected - start
-        stats["perf/learn_s"] = done - collected
-        stats["perf/total_steps"] = float(steps * self.iteration)
+        stats.update(self._timing(steps, start, collected, done))
         return stats
 
     @torch.inference_mode()

@@ -163,6 +163,15 @@ class RunLoop:
         path = self.run_dir / f"model_{self.iteration}.pt"
         return save_checkpoint(self.state_dict(), path)
 
+    def _timing(self, steps: int, start: float, collected: float, done: float) -> dict[str, float]:
+        """``perf/*`` scalars of an iteration of ``steps`` env-steps (perf_counter times, s)."""
+        return {
+            "perf/steps_per_s": steps / (done - start),
+            "perf/collection_s": collected - start,
+            "perf/learn_s": done - collected,
+            "perf/total_steps": float(steps * self.iteration),
+        }
+
     def _episode_means(self, finished: dict[str, list[np.ndarray]]) -> dict[str, float]:
         """Mean of each episode statistic over this rollout's finished episodes (all ranks)."""
         if not finished and self.dist.world_size == 1:
@@ -249,10 +258,7 @@ class Trainer(RunLoop):
         self._episodes = episodes or self._episodes
         scalars = {**stats, **self._episodes}
         scalars.update(self.curricula.metrics())
-        scalars["perf/steps_per_s"] = steps / (done - start)
-        scalars["perf/collection_s"] = collected - start
-        scalars["perf/learn_s"] = done - collected
-        scalars["perf/total_steps"] = float(steps * self.iteration)
+        scalars.update(self._timing(steps, start, collected, done))
         return scalars
 
     @torch.inference_mode()

@@ -77,7 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         _check_resumed_task(trainer.config, args)
     else:
         config = build_config(args.task, args.config, overrides)
-        dist = Distributed.from_environment(config.device)
+        dist = Distributed.from_environment()
         trainer = Trainer(config, dist=dist, console=console)
     if dist.is_main:
         console.print(

@@ -7,15 +7,6 @@ import torch
 from sim2real.policies.gae import compute_gae
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks: one intra-op thread is much faster on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_hand_computed_rollout_with_a_done_in_the_middle():
     gamma, lam = 0.9, 0.5  # gamma * lam = 0.45
     # T = 3 steps (rows) of N = 2 envs (columns)

@@ -13,16 +13,6 @@ from sim2real.policies.models import ActorCritic, Memory, mlp
 from sim2real.policies.normalization import EmpiricalNormalization
 from sim2real.policies.storage import RolloutStorage
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks: one intra-op thread is much faster on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ----------------------------------------------------------------- normalization
 
 

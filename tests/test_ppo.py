@@ -13,16 +13,6 @@ from sim2real.policies.models import ActorCritic
 from sim2real.policies.ppo import MAX_LR, MIN_LR, PPO
 from sim2real.policies.storage import Minibatch, RolloutStorage
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks: one intra-op thread is much faster on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 D, A = 3, 2
 
 

@@ -24,15 +24,6 @@ from sim2real.sim.tasks import TASKS, make_env
 TASK = "point-reach" if "point-reach" in TASKS else "arm-reach"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny networks: one intra-op thread is much faster on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(tmp_path, *pairs, task=TASK):
     """A tiny run of ``task`` in ``tmp_path/run``: 32 envs, 8 steps, 2 iterations."""
     overrides = [
