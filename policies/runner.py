@@ -350,6 +350,12 @@ class Trainer(RunLoop):
         """Restore ``state_dict()`` (the env restarts from fresh episodes)."""
         if state["task"] != self.config.task:
             raise ValueError(f"checkpoint is for task {state['task']!r}, not {self.config.task!r}")
+        sizes = (dict(state["obs_sizes"]), state["num_actions"])
+        if sizes != (dict(self.env.obs_sizes), self.env.num_actions):
+            raise ValueError(
+                f"checkpoint has observation sizes {sizes[0]} and {sizes[1]} actions; the env "
+                f"has {dict(self.env.obs_sizes)} and {self.env.num_actions}"
+            )
         self.model.load_state_dict(state["model"])
         self.ppo.load_state_dict(state["ppo"])
         self.curricula.load_state_dict(state["curricula"])

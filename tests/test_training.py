@@ -393,3 +393,20 @@ def test_evaluate_go2_flat_reports_velocity_errors_and_falls():
     reach = build_model(tiny(None, task="arm-reach"), make_env("arm-reach", 1, nthread=1))
     with pytest.raises(ValueError, match="policy expects 24 'policy' observations"):
         evaluate(reach, env)
+
+
+def test_adr_and_terrain_curricula_are_checkpointed_and_logged(tmp_path):
+    """go2-rough with ADR: all three curricula travel in the checkpoint and the logs."""
+    overrides = [
+        f"log_dir={tmp_path}", "run_name=r", "num_envs=8", "ppo.num_steps=4",
+        "max_iterations=1", "tensorboard=false", "nthread=1", "curriculum.adr=true",
+    ]  # fmt: skip
+    trainer = Trainer(build_config("go2-rough", overrides=overrides))
+    trainer.learn()
+    state = load_checkpoint(tmp_path / "r" / "model_1.pt")
+    assert set(state["curricula"]) == {"commands", "adr", "terrain"}
+    line = json.loads((tmp_path / "r" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "curriculum/adr_ground_friction_low" in line
+    assert any(key.startswith("curriculum/terrain") for key in line)
+    resumed = Trainer.resume(tmp_path / "r", {"max_iterations": 2})
+    assert resumed.curricula.state_dict() == state["curricula"]
