@@ -9,7 +9,7 @@ STAMP = $(VENV)/.installed
 TORCH_SPEC = torch==2.13.0
 PIP = $(PY) -m pip install -q
 
-.PHONY: all install test test-all lint demo bench wheel-test clean distclean
+.PHONY: all install render-deps test test-all lint demo bench wheel-test clean distclean
 
 all: test
 
@@ -22,6 +22,16 @@ $(STAMP): pyproject.toml
 	$(PIP) $(TORCH_SPEC)
 	$(PIP) -e '.[dev]'
 	@touch $@
+
+# Offscreen rendering (sim2real play --video) needs EGL or OSMesa. Debian images carry
+# EGL (libegl1, libegl-mesa0); where no backend works, install OSMesa from Debian.
+render-deps: $(STAMP)
+	@if $(PY) -c "import sys; from sim2real.sim.render import rendering_available as r; ok, why = r(); print(why); sys.exit(0 if ok else 1)"; then \
+		echo "offscreen rendering works"; \
+	else \
+		echo "installing OSMesa (libosmesa6)"; \
+		apt-get install -y -q libosmesa6 || sudo apt-get install -y -q libosmesa6; \
+	fi
 
 test: $(STAMP)
 	$(PY) -m pytest -q -ra
