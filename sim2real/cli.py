@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -201,6 +202,36 @@ def cmd_play(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a checkpoint's deployable policy to ONNX with its contract; parity-checked."""
+    from sim2real.export.exporter import export_checkpoint
+    from sim2real.export.inspection import parity_table
+
+    result = export_checkpoint(args.checkpoint, args.output, task=args.task, seed=args.seed)
+    contract = result.contract
+    console.print(parity_table(result.parity))
+    console.print(
+        f"wrote {result.onnx_path} and {result.json_path}: {contract.policy_kind} policy of "
+        f"{contract.task}, opset {contract.opset}, graph sha256 {contract.graph_sha256[:16]}…"
+    )
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Check a policy file and print its contract (exit 2 with the error if invalid)."""
+    from sim2real.export.inspection import contract_tables
+    from sim2real.export.loading import load_policy
+
+    contract = load_policy(args.policy).contract
+    if args.json:
+        print(contract.to_json(), end="")
+        return 0
+    for table in contract_tables(contract):
+        console.print(table)
+    console.print(f"[green]valid[/]: {args.policy}")
+    return 0
+
+
 def _get_dotted(config, key: str):
     for name in key.split("."):
         config = getattr(config, name)
@@ -293,6 +324,27 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("-o", "--output", default="play.json", help="metrics JSON file")
     play.add_argument("--video", metavar="FILE", help="render env 0 to FILE (.mp4 or .gif)")
     play.set_defaults(func=cmd_play)
+
+    export = sub.add_parser(
+        "export",
+        help="export a checkpoint's policy to ONNX with its contract (parity-checked)",
+        description="Export the deployable actor of CHECKPOINT (PPO: MLP or recurrent; "
+        "distillation: the student) to ONNX, observation normalization inside, the policy "
+        "contract in its metadata and beside it as .json. onnxruntime is checked against "
+        "torch first; a model that fails the check is not written.",
+    )
+    export.add_argument("checkpoint", help="checkpoint file or run folder (its latest)")
+    export.add_argument("-o", "--output", default="policy.onnx", help="the .onnx file")
+    export.add_argument("--task", help="refuse a checkpoint trained on another task")
+    export.add_argument("--seed", type=int, default=0, help="seed of the parity observations")
+    export.set_defaults(func=cmd_export)
+
+    inspect = sub.add_parser(
+        "inspect", help="check a policy file (ONNX + contract) and print its contract"
+    )
+    inspect.add_argument("policy", help="the .onnx file written by sim2real export")
+    inspect.add_argument("--json", action="store_true", help="print the contract as JSON")
+    inspect.set_defaults(func=cmd_inspect)
     return parser
 
 
@@ -302,5 +354,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
-        console.print(f"[red]error:[/] {error}")
+        console.print(f"[red]error:[/] {escape(str(error))}")
         return 2

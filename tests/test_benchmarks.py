@@ -84,3 +84,16 @@ def test_training_throughput_quick_prints_its_figures():
         assert 0.0 < row["collection_share"] < 1.0
     assert _positive(report["sb3"]["env_steps_per_s"])
     assert isinstance(report["target"]["met"], bool)
+
+
+def test_export_latency_quick_prints_its_figures():
+    report = run_quick("export_latency.py")
+    assert report["benchmark"] == "export_latency"
+    assert report["machine"]["onnxruntime"] and _positive(report["machine"]["nproc"])
+    assert [r["policy"] for r in report["policies"]] == ["go2-flat", "arm-reach"]
+    for row in report["policies"]:
+        assert row["parity_max_abs_diff"] <= 1e-5
+        for backend in ("ort", "ort_policy", "torch"):
+            figures = row[backend]
+            assert 0 < figures["median_us"] <= figures["p99_us"], (backend, row)
+    assert isinstance(report["target"]["met"], bool)
