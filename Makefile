@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	$(PIP) --upgrade pip setuptools wheel
 	$(PIP) $(TORCH_SPEC)
-	$(PIP) -e '.[dev]'
+	$(PIP) -e '.[dev,ros]'
 	@touch $@
 
 # Offscreen rendering (sim2real play --video) needs EGL or OSMesa. Debian images carry
