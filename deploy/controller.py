@@ -10,6 +10,7 @@ of each mode.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,6 +109,21 @@ class SafetyController:
         """Latch DAMPING until ``reset``. Returns whether the state changed."""
         return self.machine.estop(now, reason)
 
+    def policy_weight(self, now: float) -> float:
+        """The weight a ``tick`` at ``now`` gives the policy's targets; 0: it does not read them.
+
+        1 in RUNNING; in STANDUP the soft start's fade-in weight (0 during the ramp; a
+        STANDUP not ticked yet starts its soft start at ``now``); 0 in INACTIVE and
+        DAMPING. A caller computes the policy's targets only when this is above 0.
+        """
+        state = self.machine.state
+        if state is State.RUNNING:
+            return 1.0
+        if state is not State.STANDUP:
+            return 0.0
+        soft_start = self._soft_start or self._new_soft_start(now)
+        return soft_start.policy_weight(now)
+
     def tick(
         self, now: float, robot_state: RobotState, policy_targets: ArrayLike | None = None
     ) -> Command:
@@ -154,13 +170,7 @@ class SafetyController:
 
     def _standup_targets(self, now: float, policy_targets: ArrayLike | None) -> np.ndarray:
         if self._soft_start is None:
-            self._soft_start = SoftStart(
-                start_time=now,
-                start_pose=self._hold,
-                default_pose=self.limits.default_joint_pos,
-                ramp_s=self.config.standup_s,
-                fade_s=self.config.fade_s,
-            )
+            self._soft_start = self._new_soft_start(now)
         soft_start = self._soft_start
         policy = self._policy(policy_targets) if soft_start.policy_weight(now) > 0 else None
         desired = soft_start.targets(now, policy)
@@ -168,12 +178,23 @@ class SafetyController:
             self.machine.standup_complete(now)
         return desired
 
+    def _new_soft_start(self, now: float) -> SoftStart:
+        """A soft start from the last valid measured pose, beginning at ``now``."""
+        return SoftStart(
+            start_time=now,
+            start_pose=self._hold,
+            default_pose=self.limits.default_joint_pos,
+            ramp_s=self.config.standup_s,
+            fade_s=self.config.fade_s,
+        )
+
     def _policy(self, policy_targets: ArrayLike | None) -> np.ndarray:
         if policy_targets is None:
             raise Fault("no policy targets")
         targets = as_vector(policy_targets, self.limits.num_joints, "policy targets")
-        bad = ~np.isfinite(targets)
-        if np.any(bad):
+        finite = np.isfinite(targets)
+        if not finite.all():
+            bad = ~finite
             names = [self.limits.joint_names[j] for j in np.flatnonzero(bad)]
             raise Fault(f"policy targets not finite at {names}")
         return targets
@@ -195,7 +216,7 @@ class SafetyController:
         return Command(now, self.machine.state, mode, _read_only(targets.copy()), kp, kd)
 
     def _check_clock(self, now: float) -> None:
-        if not np.isfinite(now):
+        if not math.isfinite(now):
             raise Fault(f"controller clock reads {now}")
         last, self._last_now = self._last_now, now
         if last is not None and now < last:

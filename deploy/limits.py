@@ -2,13 +2,11 @@
 
 ``RobotLimits`` is built from plain arrays so that any source can produce one: the MJCF
 asset (``RobotLimits.from_robot_model``, DESIGN contract 1) in tests and tools, the policy
-contract (DESIGN contract 4) on the robot.
+contract (``RobotLimits.from_contract``, DESIGN contract 4) on the robot.
 
-Joint velocity limits are not part of an MJCF model. A caller that knows them (the robot's
-datasheet) passes them; otherwise every joint gets ``DEFAULT_VELOCITY_LIMIT``, a
-conservative figure: with it the input validation rejects measured speeds above
-``1.5 × 10`` rad/s and the rate limit allows 10 rad/s of target motion. A fast robot
-(the Go2's joints reach 15-30 rad/s) needs its own values.
+Joint velocity limits come from the asset too: MJCF has no joint velocity limit, so each
+asset states them as ``<custom><numeric name="velocity_limits">`` (``RobotModel``), and
+export copies them into the contract's ``velocity_limits``.
 """
 
 from __future__ import annotations
@@ -19,11 +17,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike
 
-if TYPE_CHECKING:  # only its attributes are read: the robot side needs no MuJoCo
-    from sim2real.sim.robot import RobotModel
+from sim2real.deploy.contract_check import ContractMismatch
 
-#: Velocity limit, rad/s, of a joint whose limit is not known.
-DEFAULT_VELOCITY_LIMIT = 10.0
+if TYPE_CHECKING:  # only their attributes are read: the robot side needs no MuJoCo
+    from sim2real.export.contract import PolicyContract
+    from sim2real.sim.robot import RobotModel
 
 
 @dataclass(frozen=True)
@@ -116,11 +114,11 @@ class RobotLimits:
             control_period: seconds between two policy ticks (the task's ``decimation``
                 physics steps; not a property of the robot).
             velocity_limits: (J,) rad/s in the model's actuator (= policy) order, or one
-                value for every joint; ``None``: ``DEFAULT_VELOCITY_LIMIT`` (an MJCF model
-                has none).
+                value for every joint, instead of the asset's; ``None``: the asset's
+                (``model.velocity_limits``).
         """
         if velocity_limits is None:
-            velocity_limits = DEFAULT_VELOCITY_LIMIT
+            velocity_limits = model.velocity_limits
         return cls(
             joint_names=model.joint_names,
             position_limits=model.joint_limits,
@@ -130,4 +128,29 @@ class RobotLimits:
             kd=model.kd,
             default_joint_pos=model.default_joint_pos,
             control_period=control_period,
+        )
+
+    @classmethod
+    def from_contract(cls, contract: PolicyContract) -> RobotLimits:
+        """The limits an exported policy states (``sim2real.export``'s policy contract).
+
+        Raises:
+            ContractMismatch: the contract states no ``velocity_limits`` (a file exported
+                before the field existed): export it again.
+        """
+        if contract.velocity_limits is None:
+            raise ContractMismatch(
+                "velocity_limits",
+                "the policy file states no joint velocity limits (exported before the field "
+                "existed); the safety filters need them: export the policy again",
+            )
+        return cls(
+            joint_names=tuple(contract.joint_names),
+            position_limits=contract.joint_pos_limits,
+            velocity_limits=contract.velocity_limits,
+            effort_limits=contract.effort_limits,
+            kp=contract.kp,
+            kd=contract.kd,
+            default_joint_pos=contract.default_joint_pos,
+            control_period=contract.control_period_s,
         )

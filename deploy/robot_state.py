@@ -11,6 +11,7 @@ Units: rad, rad/s, m/s², s. The IMU quaternion is base→world, (w, x, y, z), a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -122,9 +123,20 @@ def to_policy_order(
             is missing (the message names the missing joints and the names present that
             the policy does not know, which is what a renamed joint looks like).
     """
-    names = list(joints.names)
+    names = tuple(joints.names)
     position = as_vector(joints.position, len(names), "joint positions")
     velocity = as_vector(joints.velocity, len(names), "joint velocities")
+    order = _policy_order(names, tuple(joint_names))
+    return position[order], velocity[order]
+
+
+@functools.lru_cache(maxsize=32)
+def _policy_order(names: tuple[str, ...], joint_names: tuple[str, ...]) -> np.ndarray:
+    """Indices of ``joint_names`` in ``names``; cached: a driver sends the same names each tick.
+
+    Raises:
+        Fault: as ``to_policy_order`` (an exception is not cached: checked again each time).
+    """
     index = {name: i for i, name in enumerate(names)}
     if len(index) != len(names):
         duplicates = sorted({name for name in names if names.count(name) > 1})
@@ -133,5 +145,6 @@ def to_policy_order(
     if missing:
         unknown = sorted(set(names) - set(joint_names))
         raise Fault(f"missing joints {missing} (names present the policy does not use: {unknown})")
-    order = [index[name] for name in joint_names]
-    return position[order], velocity[order]
+    order = np.array([index[name] for name in joint_names], dtype=np.intp)
+    order.flags.writeable = False
+    return order

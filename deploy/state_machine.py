@@ -137,4 +137,4 @@ def _fraction(elapsed: float, duration: float) -> float:
     """``elapsed / duration`` clipped to [0, 1]; a zero duration is complete at once."""
     if duration <= 0:
         return 1.0 if elapsed >= 0 else 0.0
-    return float(np.clip(elapsed / duration, 0.0, 1.0))
+    return min(max(float(elapsed / duration), 0.0), 1.0)

@@ -5,7 +5,10 @@ key ``sim2real.policy_contract``) and beside it as ``policy.json``. This module 
 dataclass, its JSON form and its validation in plain Python (no torch, onnx or numpy),
 so any robot-side program can read a contract.
 
-Every field is required (``parity`` and ``recurrent`` may be null). A contract is
+Every field is required (``parity`` and ``recurrent`` may be null), except
+``velocity_limits``, added to schema 1 later without a version bump: a file exported
+before it may lack it (read as ``None``; the deploy runtime then refuses to start, since
+its safety filters need the limits), every export writes it. A contract is
 validated field by field when it is read: an unknown or missing field, a wrong type, a
 list of the wrong length or a value out of range raises ``ContractError`` naming the
 field, e.g. ``observation_terms[2].scale``. ``SCHEMA_VERSION`` is bumped on any
@@ -14,8 +17,8 @@ incompatible change; a contract of another version is refused, never guessed at.
 Conventions the fields follow (``export/README.md`` has the full table):
 
 - joint arrays (``joint_names``, ``default_joint_pos``, ``kp``, ``kd``, ``effort_limits``,
-  ``joint_pos_limits``, ``action_offset``) are in policy order: the order of the actions
-  and of every per-joint observation term;
+  ``velocity_limits``, ``joint_pos_limits``, ``action_offset``) are in policy order: the
+  order of the actions and of every per-joint observation term;
 - the policy observation is the concatenation of ``observation_terms`` in order, each
   ``clip(raw * scale, -clip, clip)``; the network normalizes it itself
   (``obs_normalization_in_graph``);
@@ -33,8 +36,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-#: Bumped whenever a field is added, removed or changes meaning.
+#: Bumped whenever a field is removed or changes meaning, or a required field is added.
 SCHEMA_VERSION = 1
+#: Fields added to this schema version later: a contract written before may lack them.
+OPTIONAL_FIELDS = ("velocity_limits",)
 #: ``policy_kind`` values: feed-forward actor, actor with GRU/LSTM memory, history student.
 POLICY_KINDS = ("mlp", "recurrent", "student")
 #: Recurrent cells.
@@ -115,6 +120,7 @@ class PolicyContract:
     kd: list[float]
     joint_pos_limits: list[list[float]]
     effort_limits: list[float]
+    velocity_limits: list[float] | None
     control_period_s: float
     observation_group: str
     observation_terms: list[ObservationTerm]
@@ -162,7 +168,7 @@ class PolicyContract:
     def from_dict(cls, data: Any, source: str = "policy contract") -> PolicyContract:
         """Validate plain values (a parsed JSON object) and build the contract."""
         _validate(data, source)
-        fields = dict(data)
+        fields = {name: None for name in OPTIONAL_FIELDS} | dict(data)
         fields["observation_terms"] = [ObservationTerm(**t) for t in data["observation_terms"]]
         if data["recurrent"] is not None:
             fields["recurrent"] = RecurrentState(**data["recurrent"])
@@ -256,11 +262,13 @@ class _Check:
             self.keys(value, keys, field + ".")
         return value
 
-    def keys(self, data: dict, keys: tuple[str, ...], prefix: str = "") -> None:
+    def keys(
+        self, data: dict, keys: tuple[str, ...], prefix: str = "", optional: tuple[str, ...] = ()
+    ) -> None:
         for key in data:
             self.that(key in keys, prefix + str(key), "unknown field")
         for key in keys:
-            self.that(key in data, prefix + key, "missing")
+            self.that(key in data or key in optional, prefix + key, "missing")
 
     def sequence(self, value: Any, field: str, length: int | None = None) -> list:
         self.that(isinstance(value, list), field, f"expected a list, got {value!r}")
@@ -290,7 +298,7 @@ def _validate(data: Any, source: str) -> None:
         f"schema version {version!r}, this sim2real reads version {SCHEMA_VERSION}; "
         "export the checkpoint again with this sim2real",
     )
-    check.keys(data, tuple(f.name for f in dataclasses.fields(PolicyContract)))
+    check.keys(data, tuple(f.name for f in dataclasses.fields(PolicyContract)), "", OPTIONAL_FIELDS)
     for field in ("task", "robot", "observation_group"):
         check.text(data[field], field)
     kind = data["policy_kind"]
@@ -306,6 +314,8 @@ def _validate(data: Any, source: str) -> None:
         check.numbers(data[field], field, joints)
     check.numbers(data["kp"], "kp", joints, positive=True)
     check.numbers(data["effort_limits"], "effort_limits", joints, positive=True)
+    if data.get("velocity_limits") is not None:
+        check.numbers(data["velocity_limits"], "velocity_limits", joints, positive=True)
     for i, pair in enumerate(check.sequence(data["joint_pos_limits"], "joint_pos_limits", joints)):
         field = f"joint_pos_limits[{i}]"
         check.numbers(pair, field, 2)

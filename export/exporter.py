@@ -136,6 +136,7 @@ def task_facts(task: str) -> dict[str, Any]:
         "kd": _floats(robot.kd),
         "joint_pos_limits": [_floats(pair) for pair in robot.joint_limits],
         "effort_limits": _floats(robot.effort_limits),
+        "velocity_limits": _floats(robot.velocity_limits),
         "control_period_s": float(env.step_dt),
         "observation_group": DEPLOYABLE_GROUP,
         "observation_terms": [

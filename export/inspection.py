@@ -80,15 +80,18 @@ def _recurrent(c: PolicyContract) -> str | None:
 
 def _joints(c: PolicyContract) -> Table:
     table = Table(title="joints (policy order)")
-    for column in ("#", "name", "default", "kp", "kd", "lower", "upper", "effort"):
+    columns = ("#", "name", "default", "kp", "kd", "lower", "upper", "velocity", "effort")
+    for column in columns:
         table.add_column(column, justify="left" if column == "name" else "right")
+    velocities = c.velocity_limits or [None] * c.num_joints  # absent in older files
     rows = zip(
-        c.joint_names, c.default_joint_pos, c.kp, c.kd, c.joint_pos_limits, c.effort_limits,
-        strict=True,
+        c.joint_names, c.default_joint_pos, c.kp, c.kd, c.joint_pos_limits, velocities,
+        c.effort_limits, strict=True,
     )  # fmt: skip
-    for i, (name, default, kp, kd, (lower, upper), effort) in enumerate(rows):
+    for i, (name, default, kp, kd, (lower, upper), velocity, effort) in enumerate(rows):
         numbers = (f"{default:+.4f}", f"{kp:g}", f"{kd:g}", f"{lower:+.3f}", f"{upper:+.3f}")
-        table.add_row(str(i), name, *numbers, f"{effort:g}")
+        speed = "—" if velocity is None else f"{velocity:g}"
+        table.add_row(str(i), name, *numbers, speed, f"{effort:g}")
     return table
 
 

@@ -39,10 +39,28 @@ RobotState = Mapping[str, np.ndarray]
 
 
 def quat_rotate_inverse(quat: np.ndarray, vec: np.ndarray) -> np.ndarray:
-    """Rotate world vectors into the body frame: R(quat)ᵀ vec; quat (N, 4) wxyz, vec (N, 3)."""
+    """Rotate world vectors into the body frame: R(quat)ᵀ vec; quat (N, 4) wxyz, vec (N, 3).
+
+    ``vec`` may also be one vector (1, 3) for every row.
+    """
     w, xyz = quat[:, :1], quat[:, 1:]
-    t = 2.0 * np.cross(xyz, vec)
-    return vec - w * t + np.cross(xyz, t)
+    t = 2.0 * cross(xyz, vec)
+    return vec - w * t + cross(xyz, t)
+
+
+_NEXT, _PREV = np.array([1, 2, 0]), np.array([2, 0, 1])
+_DOWN = np.array([[0.0, 0.0, -1.0]])
+
+
+def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cross product of (N, 3) arrays: ``np.cross``'s values, bit for bit.
+
+    The same products and differences as ``np.cross`` (``a1 b2 − a2 b1``, ...) on whole
+    columns, without its axis handling: 2 µs instead of ~17 µs for N = 1 (the deploy
+    runtime computes projected gravity every tick on one sample), as fast for N = 4096.
+    """
+    a_next, a_prev = a.take(_NEXT, axis=1), a.take(_PREV, axis=1)
+    return a_next * b.take(_PREV, axis=1) - a_prev * b.take(_NEXT, axis=1)
 
 
 def base_ang_vel(state: RobotState) -> np.ndarray:
@@ -52,9 +70,7 @@ def base_ang_vel(state: RobotState) -> np.ndarray:
 
 def projected_gravity(state: RobotState) -> np.ndarray:
     """Unit gravity direction in the base frame from the IMU orientation, (N, 3)."""
-    quat = state["imu_quat"]
-    down = np.broadcast_to(np.array([0.0, 0.0, -1.0]), (quat.shape[0], 3))
-    return quat_rotate_inverse(quat, down)
+    return quat_rotate_inverse(state["imu_quat"], _DOWN)  # (1, 3) broadcasts against (N, 4)
 
 
 def joint_pos_rel(state: RobotState) -> np.ndarray:
@@ -127,7 +143,11 @@ class ObservationGroup:
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate observation term names: {names}")
         self.terms = tuple(terms)
-        self._scales = [np.asarray(t.scale, dtype=np.float64) for t in self.terms]
+        # None for a unit scale: x * 1.0 is x, bit for bit, so the product is skipped
+        self._scales = [
+            None if np.all(np.asarray(t.scale) == 1.0) else np.asarray(t.scale, dtype=np.float64)
+            for t in self.terms
+        ]
 
     def sizes(self, state: RobotState) -> dict[str, int]:
         """Size of each term for this state's shapes."""
@@ -135,8 +155,10 @@ class ObservationGroup:
 
     def __call__(self, state: RobotState) -> np.ndarray:
         """Compute the group: (N, D) float32."""
-        parts = [
-            np.clip(t.func(state) * s, -t.clip, t.clip)
-            for t, s in zip(self.terms, self._scales, strict=True)
-        ]
+        parts = []
+        for term, scale in zip(self.terms, self._scales, strict=True):
+            raw = term.func(state)
+            scaled = raw if scale is None else raw * scale
+            # np.clip's values with np.maximum/np.minimum: a third of the cost for small N
+            parts.append(np.minimum(np.maximum(scaled, -term.clip), term.clip))
         return np.concatenate(parts, axis=1).astype(np.float32)

@@ -1,8 +1,8 @@
 """What the rest of the stack needs to know about a robot, read from its MJCF model.
 
-DESIGN contract 1: joint names, limits, effort limits, default pose and PD gains come
-from the one MJCF file (see ``sim2real.sim.assets`` for the conventions), never from a
-second hand-written copy.
+DESIGN contract 1: joint names, limits, velocity and effort limits, default pose and PD
+gains come from the one MJCF file (see ``sim2real.sim.assets`` for the conventions), never
+from a second hand-written copy.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import mujoco
 import numpy as np
 
 HOME_KEYFRAME = "home"
+#: The MJCF ``<custom><numeric>`` holding the joint velocity limits (MJCF has no such field).
+VELOCITY_LIMITS = "velocity_limits"
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,8 @@ class RobotModel:
         qpos_adr: index of each joint in ``qpos``.
         dof_adr: index of each joint in ``qvel``.
         joint_limits: (J, 2) lower and upper position limits, rad.
+        velocity_limits: maximum |joint velocity|, rad/s (m/s for a slide joint), from the
+            ``<custom><numeric name="velocity_limits">`` in actuator order.
         effort_limits: maximum |torque| of each actuator, N·m.
         default_joint_pos: targets at action 0 (the ``home`` keyframe's ctrl), rad.
         kp: proportional gains, N·m/rad.
@@ -39,6 +43,7 @@ class RobotModel:
     qpos_adr: np.ndarray
     dof_adr: np.ndarray
     joint_limits: np.ndarray
+    velocity_limits: np.ndarray
     effort_limits: np.ndarray
     default_joint_pos: np.ndarray
     kp: np.ndarray
@@ -79,6 +84,7 @@ class RobotModel:
             qpos_adr=model.jnt_qposadr[joint_ids].copy(),
             dof_adr=model.jnt_dofadr[joint_ids].copy(),
             joint_limits=model.jnt_range[joint_ids].copy(),
+            velocity_limits=_velocity_limits(model),
             effort_limits=model.actuator_forcerange[:, 1].copy(),
             default_joint_pos=model.key_ctrl[home].copy(),
             kp=model.actuator_gainprm[:, 0].copy(),
@@ -87,6 +93,29 @@ class RobotModel:
             floating_base=bool(model.njnt and model.jnt_type[0] == mujoco.mjtJoint.mjJNT_FREE),
             timestep=float(model.opt.timestep),
         )
+
+
+def _velocity_limits(model: mujoco.MjModel) -> np.ndarray:
+    """The ``velocity_limits`` custom numeric: one positive finite value per actuator."""
+    try:
+        values = model.numeric(VELOCITY_LIMITS).data.copy()
+    except KeyError:
+        raise ValueError(
+            f"model {_name(model)!r} has no joint velocity limits: add "
+            f'<custom><numeric name="{VELOCITY_LIMITS}" data="..."/></custom> with one value '
+            f"per actuator, in actuator order (rad/s, m/s for a slide joint)"
+        ) from None
+    if values.shape != (model.nu,):
+        raise ValueError(
+            f"model {_name(model)!r}: custom numeric {VELOCITY_LIMITS!r} has {values.size} "
+            f"values, expected one per actuator ({model.nu})"
+        )
+    if not np.all(np.isfinite(values) & (values > 0)):
+        raise ValueError(
+            f"model {_name(model)!r}: custom numeric {VELOCITY_LIMITS!r} must be finite and "
+            f"> 0, got {values}"
+        )
+    return values
 
 
 def _name(model: mujoco.MjModel) -> str:

@@ -27,6 +27,7 @@ import pinocchio
 import pytest
 
 from sim2real.sim.assets import ROBOTS, asset_path
+from sim2real.sim.robot import RobotModel
 
 # Facts sheets (shared/robots/<robot>.md, from example-robot-data 6.0.0):
 # joint -> (lower, upper, effort). Go2's legs repeat per leg; thighs differ front/rear.
@@ -61,6 +62,15 @@ FACT_JOINTS = {
 # and feet, Panda its hand and both fingers as fixed bodies), so the only gap is the sheets'
 # rounding to grams: 1e-3 kg (e.g. Panda sums to 17.451901 kg, the sheet says 17.452).
 # Point: a 1 kg ball on a 0.01 kg carriage.
+# Joint velocity limits, rad/s (m/s for the point), in actuator order: the facts sheets'
+# "velocity" column (Go2 hip/thigh 30.1, calf 15.70; Panda 2.175 and 2.61); the point's
+# 2 m/s is point.xml's design value.
+FACT_VELOCITY_LIMITS = {
+    "go2": [30.1, 30.1, 15.70] * 4,
+    "panda": [2.175] * 4 + [2.61] * 3,
+    "point": [2.0, 2.0],
+}
+
 FACT_TOTAL_MASS = {"go2": 16.085, "panda": 17.452, "point": 1.01}
 FACT_MASS_TOL = 1e-3
 
@@ -148,6 +158,31 @@ def test_same_effort_limits(robot):
             [-effort, effort, effort],
             atol=1e-12,
         )
+
+
+@pytest.mark.parametrize("robot", ROBOTS)
+def test_velocity_limits_from_the_asset(robot):
+    robot_model = RobotModel.from_mujoco(mj_model(robot))
+    assert list(robot_model.velocity_limits) == FACT_VELOCITY_LIMITS[robot]
+
+
+@pytest.mark.parametrize(
+    ("custom", "match"),
+    [
+        ("", "no joint velocity limits"),
+        ('<numeric name="velocity_limits" data="1 2"/>', "has 2 values, expected one per"),
+        ('<numeric name="velocity_limits" data="0"/>', "must be finite and > 0"),
+    ],
+)
+def test_velocity_limits_missing_or_malformed_are_refused(custom, match):
+    xml = f"""<mujoco model="one">
+      <worldbody><body><joint name="j" range="-1 1"/><geom size="0.1" mass="1"/></body></worldbody>
+      <custom>{custom}</custom>
+      <actuator><position name="j" joint="j" kp="5" kv="0.5" forcerange="-2 2"/></actuator>
+      <keyframe><key name="home" qpos="0" ctrl="0"/></keyframe>
+    </mujoco>"""
+    with pytest.raises(ValueError, match=match):
+        RobotModel.from_mujoco(mujoco.MjModel.from_xml_string(xml))
 
 
 @pytest.mark.parametrize("robot", ROBOTS)

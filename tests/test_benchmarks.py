@@ -86,14 +86,45 @@ def test_training_throughput_quick_prints_its_figures():
     assert isinstance(report["target"]["met"], bool)
 
 
-def test_export_latency_quick_prints_its_figures():
-    report = run_quick("export_latency.py")
-    assert report["benchmark"] == "export_latency"
+def policy_rows(script: str) -> list[dict]:
+    """Run a go2-flat + arm-reach latency benchmark quickly; check its header; its rows."""
+    report = run_quick(script)
+    assert report["benchmark"] == script.removesuffix(".py")
     assert report["machine"]["onnxruntime"] and _positive(report["machine"]["nproc"])
     assert [r["policy"] for r in report["policies"]] == ["go2-flat", "arm-reach"]
-    for row in report["policies"]:
+    assert isinstance(report["target"]["met"], bool)
+    return report["policies"]
+
+
+def test_export_latency_quick_prints_its_figures():
+    for row in policy_rows("export_latency.py"):
         assert row["parity_max_abs_diff"] <= 1e-5
         for backend in ("ort", "ort_policy", "torch"):
             figures = row[backend]
             assert 0 < figures["median_us"] <= figures["p99_us"], (backend, row)
-    assert isinstance(report["target"]["met"], bool)
+
+
+def test_node_loop_quick_prints_its_figures():
+    import pytest
+
+    pytest.importorskip("rclpy", reason="the `ros` extra (ROS 2 Jazzy wheels)")
+    report = run_quick("node_loop.py")
+    assert report["benchmark"] == "node_loop" and _positive(report["machine"]["nproc"])
+    assert [r["rate_hz"] for r in report["rates"]] == [50, 500]
+    for row in report["rates"]:
+        for key in ("stamp_period_error", "arrival_period_error", "bare_timer"):
+            figures = row[key]
+            assert figures["samples"] > 0, (key, row)
+            assert 0 <= figures["median_us"] <= figures["p99_us"] <= figures["max_us"], (key, row)
+            assert _positive(figures["mean_period_us"])
+        assert row["latency"]["median_us"] > 0
+        assert row["final_state"] in ("running", "damping")
+
+
+def test_deploy_tick_quick_prints_its_figures():
+    for row in policy_rows("deploy_tick.py"):
+        assert row["ticks"] == 200 and row["ticks_not_running"] == 0  # every tick timed runs
+        for part in ("tick", "observation", "inference", "safety"):
+            figures = row[part]
+            assert 0 < figures["median_us"] <= figures["p99_us"] <= figures["max_us"], (part, row)
+        assert row["tick"]["median_us"] > row["inference"]["median_us"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sim2real.deploy.controller import Mode, SafetyController
-from sim2real.deploy.limits import DEFAULT_VELOCITY_LIMIT, RobotLimits
+from sim2real.deploy.limits import RobotLimits
 from sim2real.deploy.robot_state import (
     Fault,
     ImuReading,
@@ -89,10 +89,12 @@ def pd_torque(limits, target, q, qd):
 def test_limits_from_the_go2_and_panda_assets(go2):
     assert go2.joint_names[:3] == ("FL_hip_joint", "FL_thigh_joint", "FL_calf_joint")
     assert go2.position_limits.shape == (12, 2) and go2.control_period == 0.02
-    np.testing.assert_array_equal(go2.velocity_limits, DEFAULT_VELOCITY_LIMIT)
+    np.testing.assert_array_equal(go2.velocity_limits, [30.1, 30.1, 15.7] * 4)  # the asset's
     assert not go2.kp.flags.writeable
-    panda = robot_limits("panda", velocity_limits=[2.175] * 4 + [2.61] * 3)
-    assert panda.num_joints == 7 and panda.velocity_limits[-1] == 2.61
+    panda = robot_limits("panda")
+    assert panda.num_joints == 7
+    np.testing.assert_array_equal(panda.velocity_limits, [2.175] * 4 + [2.61] * 3)
+    np.testing.assert_array_equal(robot_limits("panda", velocity_limits=2.0).velocity_limits, 2.0)
     np.testing.assert_array_equal(panda.effort_limits, [87] * 4 + [12] * 3)
 
 
@@ -167,7 +169,10 @@ def _replace_joint(limits, field, value):
         (lambda L: _replace_joint(L, "qd", -np.inf), r"velocities not finite at \['FL_calf"),
         (lambda L: _replace_joint(L, "q", 1e9), r"position out of physical range: {'FL_calf"),
         (lambda L: _replace_joint(L, "q", L.upper[2] + 0.11), "position out of physical range"),
-        (lambda L: _replace_joint(L, "qd", 15.1), "velocity out of physical range"),
+        (
+            lambda L: _replace_joint(L, "qd", 1.5 * L.velocity_limits[2] + 0.1),
+            "velocity out of physical range",
+        ),
         (lambda L: robot_state(L, L.default_joint_pos, stamp=np.nan), "joint state stamp is nan"),
         (lambda L: robot_state(L, L.default_joint_pos, quat=(np.nan, 0, 0, 1)), "quaternion not"),
         (lambda L: robot_state(L, L.default_joint_pos, quat=(0, 0, 0, 0)), "norm 0"),

@@ -255,6 +255,7 @@ def test_contract_states_the_task_and_robot_facts(tmp_path, task, joints, obs_si
     np.testing.assert_array_equal(contract.kd, robot.kd)
     np.testing.assert_array_equal(contract.joint_pos_limits, robot.joint_limits)
     np.testing.assert_array_equal(contract.effort_limits, robot.effort_limits)
+    np.testing.assert_array_equal(contract.velocity_limits, robot.velocity_limits)
     assert contract.control_period_s == pytest.approx(0.02)
     assert contract.action_scale == env.task.action_scale
     assert contract.observation_size == obs_size == env.obs_sizes["policy"]
@@ -351,6 +352,8 @@ def _term_and_input(c):
         (_set("control_period_s", -0.02), "control_period_s"),
         (_set("action_scale_in_graph", True), "action_scale_in_graph"),
         (lambda c: c["joint_pos_limits"][1].reverse(), "joint_pos_limits[1]"),
+        (lambda c: c["velocity_limits"].pop(), "velocity_limits"),
+        (lambda c: c["velocity_limits"].__setitem__(1, 0.0), "velocity_limits[1]"),
         (_wrong_term_scale, "observation_terms[2].scale"),
         (_set("recurrent", {"cell": "gru", "layers": 1, "hidden_size": 4}), "recurrent"),
         (_term_size, "inputs[0].shape"),
@@ -367,6 +370,16 @@ def test_tampered_contract_names_the_field(exported, tmp_path, edit, field):
         load_policy(path)
     assert error.value.field == field
     assert f"'{field}'" in str(error.value) and str(path) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "edit", [lambda c: c.pop("velocity_limits"), _set("velocity_limits", None)]
+)
+def test_contract_without_velocity_limits_still_loads(exported, tmp_path, edit):
+    # added to schema 1 later: files exported before it lack the field
+    path = copy_of(exported("mlp"), tmp_path)
+    rewrite(path, edit)
+    assert load_policy(path).contract.velocity_limits is None
 
 
 def test_missing_file_is_reported(tmp_path):

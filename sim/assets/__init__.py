@@ -8,6 +8,10 @@ the same facts from the same file:
   slide joint, whose positions are in m);
 - a keyframe named ``home`` holds the default pose in ``qpos`` and the default joint
   targets in ``ctrl``;
+- a ``<custom><numeric name="velocity_limits">`` holds each actuated joint's velocity
+  limit (rad/s; m/s for a slide joint), one per actuator in actuator order: MJCF has no
+  joint velocity limit of its own (Pinocchio's parser leaves ``velocityLimit`` infinite;
+  take them from ``RobotModel.velocity_limits``);
 - joint sensors are named ``<joint>_pos`` (jointpos) and ``<joint>_vel`` (jointvel).
 """
 
