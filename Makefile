@@ -15,12 +15,15 @@ all: test
 
 install: $(STAMP)
 
-# Reinstalls only when pyproject.toml changes (or the venv is gone).
-$(STAMP): pyproject.toml
+# Reinstalls only when pyproject.toml or the ROS package's setup.py changes (or the venv is
+# gone). The ROS 2 package is installed too, so its console entry points (policy_node)
+# exist in the venv for the tests.
+$(STAMP): pyproject.toml deploy/ros2_ws/src/sim2real_ros/setup.py
 	@test -x $(PY) || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	$(PIP) --upgrade pip setuptools wheel
 	$(PIP) $(TORCH_SPEC)
 	$(PIP) -e '.[dev,ros]'
+	$(PIP) --no-build-isolation -e deploy/ros2_ws/src/sim2real_ros
 	@touch $@
 
 # Offscreen rendering (sim2real play --video) needs EGL or OSMesa. Debian images carry

@@ -1,0 +1,1 @@
+"""ROS 2 nodes over the ROS-free sim2real deploy runtime."""
