@@ -109,7 +109,9 @@ class TrainConfig:
     log_dir: str = option("runs", "folder holding one folder per run")
     run_name: str = option("", "run folder name; empty: <task>-<date>-<time>")
     torch_threads: int = option(
-        1, "CPU threads of torch's math (0: torch's default); small MLPs gain little from more"
+        0,
+        "CPU threads of torch's math (0: torch's default, one per core); set 1 on a machine "
+        "shared with other jobs, where spinning threads slow the update down several times",
     )
     tensorboard: bool = option(True, "write TensorBoard event files")
     model: ModelConfig = option(ModelConfig(), "")
