@@ -36,12 +36,15 @@ class JointState:
         position: positions, rad, one per name.
         velocity: velocities, rad/s, one per name.
         stamp: measurement time, s, on the controller's clock.
+        effort: measured efforts, N·m, one per name; ``None`` (or empty): not measured.
+            Not used by the policy, but a non-finite effort means a broken driver: fault.
     """
 
     names: Sequence[str]
     position: ArrayLike
     velocity: ArrayLike
     stamp: float
+    effort: ArrayLike | None = None
 
 
 @dataclass(frozen=True)

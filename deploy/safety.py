@@ -87,9 +87,10 @@ class InputValidation:
 
     Joints are matched by name (missing ones are named); positions must lie within the
     limits ± ``position_tolerance_rad``, |velocities| within ``velocity_tolerance`` × the
-    velocity limits; stamps must be finite; with ``use_imu`` the IMU sample must be there,
-    finite, its quaternion of norm 1 ± ``quat_norm_tolerance`` (it is then normalized) and
-    its angular velocity within ``max_imu_ang_vel_rad_s``; a task command must be finite.
+    velocity limits; measured efforts, where given, must be finite; stamps must be finite;
+    with ``use_imu`` the IMU sample must be there, finite, its quaternion of norm
+    1 ± ``quat_norm_tolerance`` (it is then normalized) and its angular velocity within
+    ``max_imu_ang_vel_rad_s``; a task command must be finite.
     """
 
     def __init__(self, limits: RobotLimits, config: SafetyConfig):
@@ -109,6 +110,11 @@ class InputValidation:
             _require_finite(qd, "joint velocities", self.names)
             self._require_in_range(q, self.low, self.high, "position")
             self._require_in_range(qd, self.min_vel, self.max_vel, "velocity")
+        effort = state.joints.effort
+        if effort is not None and np.size(effort):
+            effort = np.asarray(effort, dtype=np.float64)
+            names = tuple(state.joints.names)
+            _require_finite(effort, "joint efforts", names if len(names) == effort.size else None)
         fields = {"joint_pos": q, "joint_vel": qd}
         fields["joint_stamp"] = _stamp(state.joints.stamp, "joint state")
         if self.config.use_imu:
@@ -300,8 +306,8 @@ def _require_finite(values: np.ndarray, what: str, names: tuple[str, ...] | None
     finite = np.isfinite(values)
     if not finite.all():
         bad = ~finite
-        where = np.flatnonzero(bad) if names is None else [names[j] for j in np.flatnonzero(bad)]
-        raise Fault(f"{what} not finite at {list(where)}")
+        where = np.flatnonzero(bad).tolist()
+        raise Fault(f"{what} not finite at {where if names is None else [names[j] for j in where]}")
 
 
 def _stamp(stamp: float, what: str) -> float:

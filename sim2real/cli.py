@@ -13,6 +13,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from sim2real import cli_hil
+
 console = Console()
 
 
@@ -345,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("policy", help="the .onnx file written by sim2real export")
     inspect.add_argument("--json", action="store_true", help="print the contract as JSON")
     inspect.set_defaults(func=cmd_inspect)
+
+    cli_hil.add_parser(sub)
     return parser
 
 
@@ -353,6 +357,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, TypeError, OSError, RuntimeError) as error:
         console.print(f"[red]error:[/] {escape(str(error))}")
         return 2

@@ -26,6 +26,7 @@ setup(
     entry_points={
         "console_scripts": [
             "policy_node = sim2real_ros.policy_node:main",
+            "sim_robot_node = sim2real_ros.sim_robot_node:main",
         ],
     },
 )

@@ -65,13 +65,15 @@ def joint_state_from_msg(msg: JointStateMsg, receipt_ns: int, epoch_ns: int) -> 
     """A ``sensor_msgs/JointState`` as the runtime's by-name ``JointState``.
 
     The arrays are passed as they are: an empty ``velocity`` (a driver that gives none) is
-    a fault the runtime names, not something to guess here. ``effort`` is not used.
+    a fault the runtime names, not something to guess here. ``effort`` is only checked
+    (finite) by the runtime; an empty one means not measured.
     """
     return JointState(
         names=tuple(msg.name),
         position=np.array(msg.position, dtype=np.float64),
         velocity=np.array(msg.velocity, dtype=np.float64),
         stamp=message_time(msg.header.stamp, receipt_ns, epoch_ns),
+        effort=np.array(msg.effort, dtype=np.float64) if len(msg.effort) else None,
     )
 
 
@@ -100,6 +102,39 @@ def imu_from_msg(msg: Imu, receipt_ns: int, epoch_ns: int) -> ImuReading:
         stamp=message_time(msg.header.stamp, receipt_ns, epoch_ns),
         lin_acc=lin_acc,
     )
+
+
+def joint_state_msg(
+    names: Sequence[str],
+    position: np.ndarray,
+    velocity: np.ndarray,
+    effort: np.ndarray,
+    stamp_ns: int,
+) -> JointStateMsg:
+    """A ``sensor_msgs/JointState`` as a robot driver publishes it (rad, rad/s, N·m)."""
+    msg = JointStateMsg(name=list(names))
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.position = position.tolist()
+    msg.velocity = velocity.tolist()
+    msg.effort = effort.tolist()
+    return msg
+
+
+def imu_msg(
+    quat_wxyz: np.ndarray, ang_vel: np.ndarray, lin_acc: np.ndarray, stamp_ns: int, frame: str
+) -> Imu:
+    """A ``sensor_msgs/Imu`` (orientation from w, x, y, z; rad/s; m/s²), covariances unknown (0)."""
+    msg = Imu()
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.header.frame_id = frame
+    w, x, y, z = (float(v) for v in quat_wxyz)
+    q = msg.orientation
+    q.w, q.x, q.y, q.z = w, x, y, z
+    v = msg.angular_velocity
+    v.x, v.y, v.z = (float(c) for c in ang_vel)
+    a = msg.linear_acceleration
+    a.x, a.y, a.z = (float(c) for c in lin_acc)
+    return msg
 
 
 def twist_to_command(msg: Twist) -> np.ndarray:

@@ -17,8 +17,15 @@ Lifecycle:
 - **cleanup**: back to unconfigured; parameters can be changed again.
 
 The subscriptions only cache the latest message (sensor-data QoS); the control timer reads
-the caches, ticks the runtime and publishes its ``Command``. E-stop and reset are
-``std_srvs/Trigger`` services; ``/diagnostics`` is published in every lifecycle state.
+the caches, ticks the runtime and publishes its ``Command``, and with it, on
+``~/input_stamp`` (``sensor_msgs/TimeReference``), the stamp of the joint state the command
+was computed from (``time_ref``; ``header.stamp`` is the tick's time): logs then tell the
+state-to-command latency and the input each command used. Every state change of the
+runtime (STANDUP → RUNNING, → DAMPING with the fault...) goes out on ``~/events``
+(``diagnostic_msgs/DiagnosticArray``: one status whose message is ``source -> target``
+and whose values hold ``from``, ``to``, ``reason``; stamped with the change's time).
+E-stop and reset are ``std_srvs/Trigger`` services; ``/diagnostics`` is published in every
+lifecycle state.
 ``deploy/README.md`` ("ROS 2 nodes") documents the topics, services, parameters and QoS.
 """
 
@@ -38,7 +45,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import Imu
+from sensor_msgs.msg import Imu, TimeReference
 from sensor_msgs.msg import JointState as JointStateMsg
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
@@ -76,6 +83,8 @@ STRUCTURAL = (
 
 #: The command publishers' QoS: reliable, keep the last one (a late command is useless).
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+#: ``~/events``: reliable, and deep enough that a burst of state changes is not lost.
+EVENTS_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 
 NO_JOINTS = JointState(names=(), position=np.zeros(0), velocity=np.zeros(0), stamp=float("nan"))
 
@@ -197,6 +206,8 @@ class PolicyNode(LifecycleNode):
         self._inputs: list = []
         self._command_pub = None
         self._gains_pub = None
+        self._input_stamp_pub = None
+        self._events_seen = 0
         self._control_timer = None
         self._order: conv.JointOrder | None = None
         self._use_trajectory = False
@@ -209,6 +220,7 @@ class PolicyNode(LifecycleNode):
             self.declare_parameter(name, default, descriptor)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._events_pub = self.create_publisher(DiagnosticArray, "~/events", EVENTS_QOS)
         self._diagnostics_timer = self.create_timer(
             self.get_parameter("diagnostics_period_s").value, self._publish_diagnostics
         )
@@ -308,6 +320,10 @@ class PolicyNode(LifecycleNode):
             self._gains_pub = self.create_lifecycle_publisher(
                 Float64MultiArray, "~/gains", COMMAND_QOS
             )
+        self._input_stamp_pub = self.create_lifecycle_publisher(
+            TimeReference, "~/input_stamp", COMMAND_QOS
+        )
+        self._events_seen = 0
         self._control_timer = self.create_timer(runtime.control_period, self._on_control_timer)
         self._control_timer.cancel()  # runs while active
         if self._estop_pending:  # an e-stop while unconfigured latches this runtime too
@@ -387,10 +403,11 @@ class PolicyNode(LifecycleNode):
             self.destroy_timer(self._control_timer)
         for subscription in self._inputs:
             self.destroy_subscription(subscription)
-        for publisher in (self._command_pub, self._gains_pub):
+        for publisher in (self._command_pub, self._gains_pub, self._input_stamp_pub):
             if publisher is not None:
                 self.destroy_lifecycle_publisher(publisher)
         self._control_timer, self._command_pub, self._gains_pub = None, None, None
+        self._input_stamp_pub = None
         self._inputs = []
         self._runtime = None
 
@@ -469,6 +486,7 @@ class PolicyNode(LifecycleNode):
             # no joints: a fault, so the runtime answers DAMPING at the last valid pose
             command = runtime.tick(now, RobotState(joints=NO_JOINTS))
         self._publish(command, now_ns)
+        self._publish_events()
         self._last_command = command
         self._timing.record(now_ns, time.perf_counter() - start)
 
@@ -488,6 +506,25 @@ class PolicyNode(LifecycleNode):
         self._command_pub.publish(msg)
         if self._gains_pub is not None:
             self._gains_pub.publish(conv.gains_array(order(command.kp), order(command.kd)))
+        if (cached := self._caches["joint_states"]) is not None:
+            stamp = TimeReference(time_ref=cached[0].header.stamp, source="/joint_states")
+            stamp.header.stamp = conv.ns_to_stamp(now_ns)
+            self._input_stamp_pub.publish(stamp)
+
+    def _publish_events(self) -> None:
+        """The runtime's state changes since the last call, on ``~/events``."""
+        transitions = self._runtime.controller.transitions
+        for transition in transitions[self._events_seen :]:
+            stamp_ns = self._epoch_ns + round(transition.time * conv.NS_PER_S)
+            source, target = transition.source.value, transition.target.value
+            level = DiagnosticStatus.ERROR if target == State.DAMPING.value else DiagnosticStatus.OK
+            values = {"from": source, "to": target, "reason": transition.reason}
+            self._events_pub.publish(
+                conv.diagnostic_array(
+                    stamp_ns, DIAGNOSTIC_NAME, level, f"{source} -> {target}", values
+                )
+            )
+        self._events_seen = len(transitions)
 
     # -- services ----------------------------------------------------------------------------
 

@@ -222,11 +222,11 @@ class RosHarness:
         """The test node's clock, ns."""
         return self.node.get_clock().now().nanoseconds
 
-    def call(self, srv_type, name: str, request=None, timeout: float = 5.0):
-        """Call a service and return its response.
+    def client(self, srv_type, name: str, timeout: float = 5.0):
+        """The (cached) client of a service, once the service is available.
 
         Raises:
-            TimeoutError: the service did not appear or answer within ``timeout`` s.
+            TimeoutError: the service did not appear within ``timeout`` s.
         """
         key = (srv_type, name)
         if key not in self._clients:
@@ -234,6 +234,15 @@ class RosHarness:
         client = self._clients[key]
         if not client.wait_for_service(timeout_sec=timeout):
             raise TimeoutError(f"service {name} not available within {timeout} s")
+        return client
+
+    def call(self, srv_type, name: str, request=None, timeout: float = 5.0):
+        """Call a service and return its response.
+
+        Raises:
+            TimeoutError: the service did not appear or answer within ``timeout`` s.
+        """
+        client = self.client(srv_type, name, timeout)
         future = client.call_async(srv_type.Request() if request is None else request)
         wait_for(future.done, timeout)
         return future.result()
