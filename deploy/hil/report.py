@@ -8,12 +8,12 @@ Times are s after the policy's first tick (``t0``). Sections:
   end effector to the target over the last ``REACH_FINAL_S`` of each target (while
   RUNNING), and per target. The arm's base is the world origin, so base-frame targets and
   world-frame end-effector positions compare directly.
-- ``falls``: floating base: times the base tilted beyond ``FALL_TILT_RAD`` or dropped
-  below half its starting height while the policy was in control (a collapse in DAMPING
-  is the damping doing its job, not a fall).
+- ``falls``: floating base: times the base tilted beyond ``FALL_TILT_RAD`` while the
+  policy was in control (STANDUP or RUNNING; a collapse in DAMPING is the damping doing
+  its job, not a fall).
 - ``safety_events``: every runtime state change with its reason; ``faults``: the schedule,
-  each with its ``reaction`` (the first change into DAMPING from its start to
-  ``REACTION_WINDOW_S`` after its end).
+  each (but resets) with its ``reaction`` (the first change into DAMPING from its start
+  to ``REACTION_WINDOW_S`` after its end).
 - ``loop``: the policy's tick periods (its clock: sim time in lockstep, the wall clock
   in real time) as |period − nominal|, and the commands' inter-arrival times at the robot
   (wall clock); ``latency``: state-to-command, measured by the robot.
@@ -169,7 +169,7 @@ def tilt(quat_wxyz: np.ndarray) -> np.ndarray:
 
 def _falls(log: HilLog, t0: int, timeline: StateTimeline) -> dict:
     t = (log.base_ns - t0) * NS
-    down = (tilt(log.base_quat) > FALL_TILT_RAD) | (log.base_pos[:, 2] < 0.5 * log.base_pos[0, 2])
+    down = tilt(log.base_quat) > FALL_TILT_RAD
     starts = np.flatnonzero(down[1:] & ~down[:-1]) + 1
     in_control = np.isin(timeline.at(t[starts]), ["standup", "running"])
     times = t[starts][in_control]
@@ -185,7 +185,7 @@ def _faults(faults: FaultSchedule, timeline: StateTimeline, period: float) -> li
     ]
     for fault in faults.faults:
         reaction = None
-        for t, _ in into_damping:
+        for t, _ in into_damping if fault.kind != "reset" else ():
             if fault.at <= t <= fault.end + REACTION_WINDOW_S:
                 delay = t - fault.at
                 reaction = {"damping_after_s": delay, "damping_after_periods": delay / period}

@@ -5,7 +5,9 @@
   unique to the run (``run_domain_id()``: from the pid) and
   ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, so parallel runs on one machine never cross.
 - ``NodeProcess``: a node started through its console entry point with a parameters file,
-  in its own process group, always killed (SIGINT, then SIGKILL) on exit.
+  in its own process group, always killed (SIGINT, then SIGKILL) on exit, and sent
+  SIGTERM by the kernel should the process that started it die first (Linux), so a
+  crashed test or ``sim2real hil`` leaves no node behind.
 - ``RosHarness``: a private rclpy context with an executor spinning in a thread, and
   blocking helpers with timeouts for lifecycle transitions, services and parameters.
 
@@ -15,6 +17,7 @@ Nothing here blocks without a timeout.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -95,6 +98,13 @@ def write_parameters(path: Path, node_name: str, parameters: Mapping[str, object
     return path
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies (Linux ``PR_SET_PDEATHSIG``)."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class NodeProcess:
     """A node process started through its console entry point; a context manager.
 
@@ -121,7 +131,7 @@ class NodeProcess:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
             command, env=dict(env), stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=_die_with_parent,
         )  # fmt: skip
 
     def __enter__(self) -> NodeProcess:
