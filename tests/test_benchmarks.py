@@ -121,6 +121,18 @@ def test_node_loop_quick_prints_its_figures():
         assert row["final_state"] in ("running", "damping")
 
 
+def test_hil_timing_quick_prints_its_figures():
+    import pytest
+
+    pytest.importorskip("rclpy", reason="the `ros` extra (ROS 2 Jazzy wheels)")
+    report = run_quick("hil_timing.py")
+    assert report["benchmark"] == "hil_timing" and report["mode"] == "realtime"
+    assert report["period_error"]["count"] > 100  # 5 s at 50 Hz
+    assert _positive(report["state_to_command_latency"]["p50_ms"])
+    assert report["real_time"]["real_time_factor"] > 0.5
+    assert report["dropped"]["commands_dropped"] <= 1
+
+
 def test_deploy_tick_quick_prints_its_figures():
     for row in policy_rows("deploy_tick.py"):
         assert row["ticks"] == 200 and row["ticks_not_running"] == 0  # every tick timed runs

@@ -16,7 +16,11 @@ Times are s after the policy's first tick (``t0``). Sections:
   to ``REACTION_WINDOW_S`` after its end).
 - ``loop``: the policy's tick periods (its clock: sim time in lockstep, the wall clock
   in real time) as |period − nominal|, and the commands' inter-arrival times at the robot
-  (wall clock); ``latency``: state-to-command, measured by the robot.
+  (wall clock); ``latency``: state-to-command, measured by the robot (wall clock: from the
+  publication of the joint state a command was computed from to the command's arrival),
+  and in real time its two parts, ``state_age_at_tick`` (the wait for the policy's
+  timer, at most one joint-state period, plus the state's transport) and
+  ``tick_to_command`` (the tick's work and the command's transport).
 - ``messages``: sensor messages the robot published vs those recorded, per topic, and
   commands the policy sent vs those the robot received, both from the first command to
   the robot's stop (``robot_stats["stop_requested_ns"]``, wall clock); lockstep
@@ -92,13 +96,21 @@ def hil_report(
         },
         "latency": {
             "state_to_command": robot_stats.get("state_to_command_latency"),
+            "state_age_at_tick": robot_stats.get("state_age_at_tick"),
+            "tick_to_command": robot_stats.get("tick_to_command"),
             "unmatched": robot_stats.get("latency_unmatched"),
         },
         "messages": _messages(log, robot_stats),
         "limits": _limits(log, contract),
         "robot": {
             k: robot_stats.get(k)
-            for k in ("physics_rate_hz", "sim_time_s", "wall_time_s", "real_time_factor")
+            for k in (
+                "physics_rate_hz",
+                "sim_time_s",
+                "wall_time_s",
+                "real_time_factor",
+                "step_lateness",
+            )
         },
     }
     if log.base_ns.size:

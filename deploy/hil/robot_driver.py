@@ -61,16 +61,23 @@ class SensorRates:
 class LatencyTracker:
     """State-to-command latency: pairs each command with the joint state it was computed from.
 
-    The policy publishes, each tick, the stamp of the joint state it used (its
-    ``~/input_stamp``) next to the command; either may arrive first.
+    The policy publishes, each tick, the stamp of the joint state it used and the tick's
+    time (its ``~/input_stamp``: ``time_ref`` and ``header.stamp``) next to the command;
+    either may arrive first. With ``wall_stamps`` (real time: header stamps are the wall
+    clock) the latency is also split at the tick: ``state_age_s`` (from the state's
+    publication to the tick: waiting for the timer, and the state's transport) and
+    ``tick_to_command_s`` (the tick's work and the command's transport).
     """
 
-    def __init__(self, history: int = 4096):
+    def __init__(self, wall_stamps: bool = False, history: int = 4096):
         self._published: collections.OrderedDict[int, int] = collections.OrderedDict()
         self._history = history
+        self._wall_stamps = wall_stamps
         self._command_ns: int | None = None
-        self._stamp: int | None = None
+        self._input: tuple[int, int] | None = None
         self.latencies_s: list[float] = []
+        self.state_age_s: list[float] = []
+        self.tick_to_command_s: list[float] = []
         self.unmatched = 0
 
     def published(self, stamp_ns: int, wall_ns: int) -> None:
@@ -84,20 +91,24 @@ class LatencyTracker:
         self._command_ns = wall_ns
         self._pair()
 
-    def input_stamp(self, stamp_ns: int) -> None:
-        """The policy says its latest command was computed from the state stamped so."""
-        self._stamp = stamp_ns
+    def input_stamp(self, stamp_ns: int, tick_ns: int = 0) -> None:
+        """The policy's latest command was computed at ``tick_ns`` from the state ``stamp_ns``."""
+        self._input = (stamp_ns, tick_ns)
         self._pair()
 
     def _pair(self) -> None:
-        if self._command_ns is None or self._stamp is None:
+        if self._command_ns is None or self._input is None:
             return
-        sent = self._published.get(self._stamp)
+        (stamp_ns, tick_ns), arrived = self._input, self._command_ns
+        self._command_ns = self._input = None
+        sent = self._published.get(stamp_ns)
         if sent is None:
             self.unmatched += 1
-        else:
-            self.latencies_s.append((self._command_ns - sent) / NS_PER_S)
-        self._command_ns = self._stamp = None
+            return
+        self.latencies_s.append((arrived - sent) / NS_PER_S)
+        if self._wall_stamps:
+            self.state_age_s.append((tick_ns - sent) / NS_PER_S)
+            self.tick_to_command_s.append((arrived - tick_ns) / NS_PER_S)
 
 
 @dataclass(frozen=True)

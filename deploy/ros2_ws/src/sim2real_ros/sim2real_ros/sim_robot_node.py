@@ -7,7 +7,7 @@ statistics). It publishes what a ros2_control robot publishes and takes what the
 
 - out: ``/joint_states`` (``sensor_msgs/JointState``: position, velocity, effort) and
   ``/imu/data`` (``sensor_msgs/Imu``, robots with an IMU) at their rates; ``/clock`` (sim
-  time); the ground truth a real robot does not have, for reports: ``/sim/base_pose``
+  time; ``clock_rate_hz`` in real time); the ground truth a real robot does not have, for reports: ``/sim/base_pose``
   (``geometry_msgs/PoseStamped``, world frame) and ``/sim/base_twist``
   (``geometry_msgs/TwistStamped``, base frame) for a floating base, ``/sim/ee_position``
   (``geometry_msgs/PointStamped``, world frame) for an arm.
@@ -19,7 +19,8 @@ statistics). It publishes what a ros2_control robot publishes and takes what the
 Two modes (parameter ``mode``):
 
 - ``realtime``: physics steps on the wall clock at the profile's rate; header stamps are
-  the wall clock (the policy node runs on it); for timing.
+  the wall clock (the policy node runs on it); for timing. ``realtime_priority`` puts the
+  physics thread on SCHED_FIFO, as a robot's driver loop would be.
 - ``lockstep``: sim time advances one control period at a time; header stamps are sim
   time, and ``/clock`` is published only at period boundaries, after the period's sensor
   messages, so the policy node (``use_sim_time``) ticks exactly once per period on fresh
@@ -33,6 +34,8 @@ On shutdown the statistics go to ``stats_path`` (JSON), if set.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -40,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PointStamped, PoseStamped, TwistStamped
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -76,11 +80,15 @@ PARAMETERS: dict[str, object] = {
     "joint_states_rate_hz": 500.0,
     "imu_rate_hz": 500.0,
     "ground_truth_rate_hz": 50.0,
+    "clock_rate_hz": 100.0,  # realtime: /clock rate (lockstep: once per control period)
     "controller": "forward_position_controller",
     "command_joints": Parameter.Type.STRING_ARRAY,  # the command arrays' order; unset: robot's
     "gains_topic": "/policy_node/gains",  # "": commands carry no gains
     "input_stamp_topic": "/policy_node/input_stamp",
     "imu_frame": "imu",
+    # realtime: SCHED_FIFO priority of the physics thread (1..99, needs the privilege; a
+    # warning and normal scheduling without it); 0: normal scheduling
+    "realtime_priority": 0,
     "stats_path": "",
 }
 
@@ -111,7 +119,7 @@ class SimRobotNode(Node):
         self.driver = RobotDriver(
             self.robot, FaultInjector(schedule), rates, self._publish, stamp_clock
         )
-        self.latency = LatencyTracker()
+        self.latency = LatencyTracker(wall_stamps=not self.lockstep)
         self.period_steps = max(1, round(param("control_period_s") / self.robot.physics_dt))
         self._order = _command_order(self.robot.joint_names, param("command_joints"))
         self._lock = threading.Lock()
@@ -151,7 +159,11 @@ class SimRobotNode(Node):
         )
 
     def _param(self, name: str):
-        value = self.get_parameter(name)
+        """A parameter's value; ``None`` for an unset one."""
+        try:
+            value = self.get_parameter(name)
+        except ParameterUninitializedException:
+            return None
         return None if value.type_ == Parameter.Type.NOT_SET else value.value
 
     def start(self) -> None:
@@ -181,7 +193,7 @@ class SimRobotNode(Node):
             self._deliver()
 
     def _on_input_stamp(self, msg: TimeReference) -> None:
-        self.latency.input_stamp(conv.stamp_to_ns(msg.time_ref))
+        self.latency.input_stamp(conv.stamp_to_ns(msg.time_ref), conv.stamp_to_ns(msg.header.stamp))
 
     def _deliver(self) -> None:
         """Hand the assembled command (controller order -> robot order) to the driver."""
@@ -225,8 +237,14 @@ class SimRobotNode(Node):
                 self._lockstep_timeouts += 1
 
     def _run_realtime(self) -> None:
+        priority = self._param("realtime_priority")
+        if priority:
+            try:  # pid 0: this thread
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+            except (OSError, AttributeError) as error:
+                self.get_logger().warning(f"physics thread keeps normal scheduling: {error}")
         dt = self.robot.physics_dt
-        clock_every = self.driver.every["joint_states"]
+        clock_every = max(1, round(1.0 / (self._param("clock_rate_hz") * dt)))
         start = time.perf_counter()
         step = 0
         while not self._stop.is_set():
@@ -314,6 +332,8 @@ class SimRobotNode(Node):
             "first_command_stamp_ns": driver.t0_stamp_ns,
             "last_stamp_ns": driver.stamp_clock(),
             "state_to_command_latency": summarize(self.latency.latencies_s),
+            "state_age_at_tick": summarize(self.latency.state_age_s),
+            "tick_to_command": summarize(self.latency.tick_to_command_s),
             "latency_unmatched": self.latency.unmatched,
             "command_interarrival": summarize(arrivals),
         }
@@ -338,6 +358,9 @@ def _command_order(joint_names: tuple[str, ...], command_joints) -> np.ndarray:
 
 def main(args: list[str] | None = None) -> None:
     """Console entry point: ``sim_robot_node --ros-args -p robot_profile:=go2 ...``."""
+    # The physics thread must get the GIL back promptly after each sleep: the default
+    # switch interval (5 ms) is longer than a physics step.
+    sys.setswitchinterval(1e-4)
     rclpy.init(args=args)
     node = SimRobotNode()
     executor = SingleThreadedExecutor()
