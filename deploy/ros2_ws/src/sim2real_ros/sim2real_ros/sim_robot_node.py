@@ -7,10 +7,10 @@ statistics). It publishes what a ros2_control robot publishes and takes what the
 
 - out: ``/joint_states`` (``sensor_msgs/JointState``: position, velocity, effort) and
   ``/imu/data`` (``sensor_msgs/Imu``, robots with an IMU) at their rates; ``/clock`` (sim
-  time; ``clock_rate_hz`` in real time); the ground truth a real robot does not have, for reports: ``/sim/base_pose``
-  (``geometry_msgs/PoseStamped``, world frame) and ``/sim/base_twist``
-  (``geometry_msgs/TwistStamped``, base frame) for a floating base, ``/sim/ee_position``
-  (``geometry_msgs/PointStamped``, world frame) for an arm.
+  time; ``clock_rate_hz`` in real time); the ground truth a real robot does not have,
+  for reports: ``/sim/base_pose`` (``geometry_msgs/PoseStamped``, world frame) and
+  ``/sim/base_twist`` (``geometry_msgs/TwistStamped``, base frame) for a floating base,
+  ``/sim/ee_position`` (``geometry_msgs/PointStamped``, world frame) for an arm.
 - in: ``/<controller>/commands`` (``std_msgs/Float64MultiArray``, one target per joint in
   ``command_joints`` order, as forward_command_controller takes), the policy's per-command
   gains (``gains_topic``: Kp then Kd; DAMPING sends Kp = 0) and the stamp of the joint
