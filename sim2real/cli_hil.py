@@ -17,9 +17,9 @@ DESCRIPTION = (
     "command schedule (velocity commands for go2, targets for the arm), inject the faults of "
     "a schedule, and write a JSON report: tracking, falls, safety events, loop timing, "
     "state-to-command latency, dropped messages. Lockstep by default (sim time advances as "
-    "fast as the policy keeps up); --realtime for timing. Shipped profiles and fault "
-    "schedules: sim2real/deploy/hil/profiles and faults (go2, go2-hidden, panda, ...; "
-    "standard, ...)."
+    "fast as the policy keeps up); --realtime for timing. Shipped robot profiles: go2, "
+    "go2-hidden, go2-stand-hidden, panda, panda-hidden, point; fault schedules: standard, "
+    "panda-all, go2-all (sim2real/deploy/hil/profiles and faults)."
 )
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from sim2real.deploy.hil.profile import (
+    STAND_HEIGHT_M,
     JointParams,
     RobotProfile,
     SensorNoise,
@@ -391,6 +392,54 @@ def test_fixed_base_refuses_disturbances_and_arms_report_the_end_effector():
     assert go2["tilt"] < 1e-9
 
 
+# ------------------------------------------------------------------------------ stand
+
+
+def test_on_a_stand_the_base_is_fixed_in_the_air_and_the_legs_swing():
+    sim = SimRobot(RobotProfile("go2", stand=True))
+    model = sim.model
+    assert mujoco.mjtJoint.mjJNT_FREE not in model.jnt_type
+    assert (model.nq, model.nv) == (12, 12)
+    assert sim.robot.joint_names == GO2_JOINTS and not sim.robot.floating_base
+    np.testing.assert_array_equal(sim.robot.default_joint_pos, nominal_model("go2").key_ctrl[0])
+    np.testing.assert_array_equal(sim.ground_truth()["joint_pos"], sim.robot.default_joint_pos)
+    assert sim.has_imu
+    start = sim.ground_truth()
+    np.testing.assert_allclose(start["base_pos"], [0.0, 0.0, 0.34 + STAND_HEIGHT_M])
+    lowest = []
+    for k in range(100):  # 0.5 s of 2 Hz sweeps of every joint at 200 Hz
+        sim.command(sim.robot.default_joint_pos + 0.4 * math.sin(2 * math.pi * 2 * k * 0.005))
+        sim.step(1)
+        assert sim.data.ncon == 0  # the feet never reach the floor
+        lowest.append(sim.data.xpos[model.body("FL_foot").id, 2])
+    truth = sim.ground_truth()
+    np.testing.assert_array_equal(truth["base_pos"], start["base_pos"])  # gravity: no fall
+    np.testing.assert_array_equal(truth["base_quat"], [1.0, 0.0, 0.0, 0.0])
+    assert truth["tilt"] == 0.0 and not truth["base_lin_vel"].any()
+    assert np.ptp(lowest) > 0.02 and min(lowest) > 0.1
+    moved = np.abs(truth["joint_pos"] - sim.robot.default_joint_pos)
+    assert np.all(np.abs(truth["joint_vel"]) + moved > 0.05)  # every joint swings
+    imu = sim.imu_sample()  # upright and still
+    np.testing.assert_allclose(imu.quat, [1.0, 0.0, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(imu.ang_vel, 0.0, atol=1e-12)
+    np.testing.assert_allclose(imu.lin_acc, [0.0, 0.0, 9.81], atol=1e-9)
+    with pytest.raises(ValueError, match="push: robot 'go2' has a fixed base \\(on a stand\\)"):
+        sim.push([0.1, 0.0, 0.0])
+    with pytest.raises(ValueError, match="apply_force: robot 'go2' has a fixed base"):
+        sim.apply_force([1.0, 0.0, 0.0], 0.1)
+
+
+def test_the_stand_profile_hides_the_same_values_as_go2_hidden():
+    stand, free = load_profile("go2-stand-hidden"), load_profile("go2-hidden")
+    assert stand.stand and not free.stand
+    assert dataclasses.replace(stand, stand=False) == free
+    truth = SimRobot(stand).true_params
+    for field, value in free.resolve().items():
+        np.testing.assert_array_equal(truth[field], value)
+    with pytest.raises(ValueError, match="stand: robot 'panda' has a fixed base"):
+        RobotProfile("panda", stand=True)
+
+
 # ---------------------------------------------------------------------------- profiles
 
 
@@ -409,6 +458,7 @@ def test_yaml_round_trip(tmp_path):
         },
         noise=SensorNoise(joint_pos_std=0.001, gyro_bias=(0.01, 0, 0), orientation_std=0.01),
         seed=7,
+        stand=True,
     )
     profile.to_yaml(tmp_path / "p.yaml")
     assert RobotProfile.from_yaml(tmp_path / "p.yaml") == profile
@@ -494,6 +544,8 @@ def test_profile_path_lists_the_shipped_names():
         ("robot: go2\nnoise: {gyro_bias: [0, 0]}", r"noise\.gyro_bias must be 3 numbers"),
         ("robot: go2\nnoise: {gyro: 0.1}", r"noise: unknown key 'gyro'"),
         ("robot: go2\nseed: -1", r"seed must be >= 0"),
+        ("robot: panda\nstand: true", r"bad\.yaml: stand: robot 'panda' has a fixed base"),
+        ("robot: go2\nstand: maybe", r"stand must be true or false, got 'maybe'"),
         ("- robot: go2", r"bad\.yaml: profile must be a mapping"),
     ],
 )

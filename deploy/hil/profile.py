@@ -8,6 +8,7 @@ system identification is checked against them (``RobotProfile.resolve``).
 YAML layout (every section optional except ``robot``; omitted values are nominal)::
 
     robot: go2                # go2 | panda | point (sim2real.sim.assets.ROBOTS)
+    stand: false              # true: the floating base is fixed in the air, legs free
     physics_rate_hz: 500      # PD loop and physics step rate; replaces the MJCF timestep
     latency:
       command_s: 0.01         # a joint command takes effect this long after it arrives
@@ -45,6 +46,12 @@ Decisions:
   inertia is scaled with its mass, and derived constants are recomputed (``mj_setConst``).
   ``base_add_kg`` needs a floating base; ``link_scale`` covers every body with mass except
   the floating base (all of them on a fixed-base arm).
+- **A stand** (``stand: true``) fixes the floating base in the air, legs free: for system
+  identification, where the legs must swing without touching anything. ``SimRobot`` then
+  removes the base's free joint and holds the base at its home pose raised by
+  ``STAND_HEIGHT_M``; the actuated joints, the IMU (upright and still) and every hidden
+  value stay as they are (``base_add_kg`` then changes nothing the joints feel). Only a
+  floating-base robot can stand on one.
 - **Ground friction** is written into every geom that can collide (the floor and the robot's
   collision geoms), so every contact gets it whatever MuJoCo's priority/max rule picks. A
   robot without contacts (panda, point) refuses it.
@@ -78,6 +85,7 @@ PROFILES_DIR = Path(str(resources.files(__package__).joinpath("profiles")))
 
 TOP_LEVEL_KEYS = (
     "robot",
+    "stand",
     "physics_rate_hz",
     "latency",
     "masses",
@@ -88,6 +96,9 @@ TOP_LEVEL_KEYS = (
 )
 LATENCY_KEYS = {"command_s": "command_latency_s", "sensor_s": "sensor_latency_s"}
 MASS_KEYS = {"base_add_kg": "base_mass_add_kg", "link_scale": "link_mass_scale"}
+#: How far above its home pose a stand holds the floating base, m: the Go2's feet then
+#: clear the floor by about 0.2 m in any leg pose.
+STAND_HEIGHT_M = 0.3
 
 
 # ------------------------------------------------------------------------ value checks
@@ -200,6 +211,8 @@ class RobotProfile:
         joints: joint name (or ``"default"``) -> its values; a read-only mapping.
         noise: the sensor noise.
         seed: seed of the noise RNG.
+        stand: the floating base is fixed in the air, legs free: for system
+            identification (``STAND_HEIGHT_M`` above its home pose; floating base only).
     """
 
     robot: str
@@ -212,6 +225,7 @@ class RobotProfile:
     joints: Mapping[str, JointParams] = field(default_factory=dict)
     noise: SensorNoise = field(default_factory=SensorNoise)
     seed: int = 0
+    stand: bool = False
 
     def __post_init__(self):
         if self.robot not in ROBOTS:
@@ -257,6 +271,12 @@ class RobotProfile:
                     f"masses.base_add_kg: the base mass {facts.base_mass:g} kg plus "
                     f"{self.base_mass_add_kg:g} kg must stay > 0"
                 )
+        if not isinstance(self.stand, bool):
+            raise ValueError(f"stand must be true or false, got {self.stand!r}")
+        if self.stand and not facts.floating_base:
+            raise ValueError(
+                f"stand: robot {self.robot!r} has a fixed base; a stand holds a floating base"
+            )
         if self.ground_friction is not None and not facts.has_contacts:
             raise ValueError(
                 f"ground_friction: robot {self.robot!r} has no contacts; leave it null"
@@ -351,6 +371,8 @@ class RobotProfile:
         if robot not in ROBOTS:
             raise ValueError(f"robot: unknown robot {robot!r}; known: {', '.join(ROBOTS)}")
         kwargs: dict[str, Any] = {"robot": robot}
+        if "stand" in data:
+            kwargs["stand"] = data["stand"]
         if "physics_rate_hz" in data:
             kwargs["physics_rate_hz"] = _number(
                 data["physics_rate_hz"], "physics_rate_hz", strict=True
@@ -402,6 +424,7 @@ class RobotProfile:
         noise["gyro_bias"] = list(self.noise.gyro_bias)
         return {
             "robot": self.robot,
+            "stand": self.stand,
             "physics_rate_hz": self.physics_rate_hz,
             "latency": {"command_s": self.command_latency_s, "sensor_s": self.sensor_latency_s},
             "masses": {"base_add_kg": self.base_mass_add_kg, "link_scale": self.link_mass_scale},

@@ -36,6 +36,14 @@ The IMU is the MJCF's ``imu_quat`` (framequat), ``imu_gyro`` and ``imu_acc`` sen
 has them; an arm does not: ``imu_sample`` returns None). Joint readings are the
 ``<joint>_pos``/``<joint>_vel`` sensors (asset convention), read by precomputed
 ``sensordata`` addresses.
+
+**On a stand** (``profile.stand``) the model is the packaged MJCF edited with ``MjSpec``:
+the floating base's free joint is removed and the base body is placed at the home
+keyframe's base pose raised by ``STAND_HEIGHT_M`` (the keyframe loses the 7 base
+coordinates). The legs swing freely in the air; ``robot`` has the same actuated joints
+(``floating_base`` False: nothing the deploy side reads changes), the IMU reads upright and
+still, ``ground_truth`` reports the fixed base pose with zero velocities, and ``push`` /
+``apply_force`` on the base are refused as on any fixed base.
 """
 
 from __future__ import annotations
@@ -48,9 +56,9 @@ import mujoco
 import numpy as np
 from numpy.typing import ArrayLike
 
-from sim2real.deploy.hil.profile import RobotProfile
+from sim2real.deploy.hil.profile import STAND_HEIGHT_M, RobotProfile
 from sim2real.sim.assets import asset_path
-from sim2real.sim.robot import RobotModel
+from sim2real.sim.robot import HOME_KEYFRAME, RobotModel
 
 IMU_SENSORS = ("imu_quat", "imu_gyro", "imu_acc")
 _Command = tuple[int, np.ndarray, np.ndarray, np.ndarray]
@@ -115,10 +123,11 @@ class SimRobot:
 
     def __init__(self, profile: RobotProfile):
         self.profile = profile
-        model = mujoco.MjModel.from_xml_path(str(asset_path(profile.robot)))
+        model, stand_base = _load_model(profile)
         self.robot = RobotModel.from_mujoco(model)
         self.true_params = profile.resolve(model)
-        _apply_profile(model, self.robot, profile, self.true_params)
+        base = int(model.jnt_bodyid[0]) if self.robot.floating_base else stand_base
+        _apply_profile(model, self.robot, profile, self.true_params, base)
         self.model = model
         self.data = mujoco.MjData(model)
         self.joint_names = self.robot.joint_names
@@ -150,7 +159,9 @@ class SimRobot:
         self._kd_scale = self.true_params["kd_scale"]
         self._default_gains = (self.true_params["kp"], self.true_params["kd"])
 
+        # the floating base (pushes, forces), and the base a stand holds (ground truth)
         self._base_body = int(model.jnt_bodyid[0]) if self.robot.floating_base else None
+        self._stand_base = stand_base
         self._integrate = _integrator(model)
         # pending commands, oldest first: (due step, targets, true kp, true kd)
         self._commands: collections.deque[_Command] = collections.deque()
@@ -326,7 +337,8 @@ class SimRobot:
 
     def _require_base(self, what: str) -> int:
         if self._base_body is None:
-            raise ValueError(f"{what}: robot {self.profile.robot!r} has a fixed base")
+            stand = " (on a stand)" if self._stand_base is not None else ""
+            raise ValueError(f"{what}: robot {self.profile.robot!r} has a fixed base{stand}")
         return self._base_body
 
     # ------------------------------------------------------------------------ sensors
@@ -388,10 +400,11 @@ class SimRobot:
         """The noise-free current state.
 
         Returns:
-            ``joint_pos``, ``joint_vel`` (J,); for a floating base ``base_pos`` (3,) m,
-            ``base_quat`` (4,) wxyz, ``base_lin_vel`` and ``base_ang_vel`` (3,) in the base
-            frame (m/s, rad/s), ``tilt`` (rad, angle between the base z and world z); where
-            the model has an ``ee_pos`` sensor, ``ee_pos`` (3,) m, world frame.
+            ``joint_pos``, ``joint_vel`` (J,); for a floating base (on a stand too: fixed
+            pose, zero velocities) ``base_pos`` (3,) m, ``base_quat`` (4,) wxyz,
+            ``base_lin_vel`` and ``base_ang_vel`` (3,) in the base frame (m/s, rad/s),
+            ``tilt`` (rad, angle between the base z and world z); where the model has an
+            ``ee_pos`` sensor, ``ee_pos`` (3,) m, world frame.
         """
         data, robot = self.data, self.robot
         truth: dict[str, np.ndarray | float] = {
@@ -407,6 +420,14 @@ class SimRobot:
             truth["base_lin_vel"] = rot.T @ data.qvel[vadr : vadr + 3]  # world -> base
             truth["base_ang_vel"] = data.qvel[vadr + 3 : vadr + 6].copy()  # base frame
             truth["tilt"] = float(np.arccos(np.clip(rot[2, 2], -1.0, 1.0)))
+        elif self._stand_base is not None:
+            base = self._stand_base
+            rot = data.xmat[base].reshape(3, 3)
+            truth["base_pos"] = data.xpos[base].copy()
+            truth["base_quat"] = data.xquat[base].copy()
+            truth["base_lin_vel"] = np.zeros(3)
+            truth["base_ang_vel"] = np.zeros(3)
+            truth["tilt"] = float(np.arccos(np.clip(rot[2, 2], -1.0, 1.0)))
         if self._ee_adr is not None:
             truth["ee_pos"] = data.sensordata[self._ee_adr].copy()
         return truth
@@ -415,10 +436,43 @@ class SimRobot:
 # ---------------------------------------------------------------------------- helpers
 
 
+def _load_model(profile: RobotProfile) -> tuple[mujoco.MjModel, int | None]:
+    """The robot's nominal model and, on a stand, the id of the base body it holds.
+
+    On a stand (see the module docstring): the MJCF through ``MjSpec`` with the base's free
+    joint deleted, the base body at its home keyframe pose + ``STAND_HEIGHT_M`` in z, and the
+    keyframes' base coordinates dropped.
+    """
+    path = str(asset_path(profile.robot))
+    if not profile.stand:
+        return mujoco.MjModel.from_xml_path(path), None
+    spec = mujoco.MjSpec.from_file(path)
+    free = next(j for j in spec.joints if j.type == mujoco.mjtJoint.mjJNT_FREE)
+    base = free.parent
+    home = np.array(spec.key(HOME_KEYFRAME).qpos)
+    spec.delete(free)
+    base.pos = home[:3] + [0.0, 0.0, STAND_HEIGHT_M]
+    base.quat = home[3:7]
+    for key in spec.keys:  # the free joint's 7 qpos (and 6 qvel) are gone
+        if len(key.qpos):
+            key.qpos = np.array(key.qpos)[7:]
+        if len(key.qvel):
+            key.qvel = np.array(key.qvel)[6:]
+    model = spec.compile()
+    return model, int(model.body(base.name).id)
+
+
 def _apply_profile(
-    model: mujoco.MjModel, robot: RobotModel, profile: RobotProfile, truth: dict[str, np.ndarray]
+    model: mujoco.MjModel,
+    robot: RobotModel,
+    profile: RobotProfile,
+    truth: dict[str, np.ndarray],
+    base: int | None,
 ) -> None:
-    """Write the profile's values into the nominal ``model`` (in place)."""
+    """Write the profile's values into the nominal ``model`` (in place).
+
+    ``base`` is the floating base body (a stand's fixed one included), None for an arm.
+    """
     model.opt.timestep = profile.physics_dt
     dofs = robot.dof_adr
     model.dof_damping[dofs] = truth["damping"]
@@ -432,7 +486,6 @@ def _apply_profile(
     joints = model.actuator_trnid[:, 0]
     model.jnt_actfrcrange[joints] *= effort_scale[:, None]
     # masses, inertia scaled with them (sim2real.randomization.terms)
-    base = int(model.jnt_bodyid[0]) if robot.floating_base else None
     if profile.link_mass_scale != 1.0:
         links = [b for b in range(1, model.nbody) if model.body_mass[b] > 0 and b != base]
         model.body_mass[links] *= profile.link_mass_scale
