@@ -12,8 +12,10 @@ Times are s after the policy's first tick (``t0``). Sections:
   policy was in control (STANDUP or RUNNING; a collapse in DAMPING is the damping doing
   its job, not a fall).
 - ``safety_events``: every runtime state change with its reason; ``faults``: the schedule,
-  each (but resets) with its ``reaction`` (the first change into DAMPING from its start
-  to ``REACTION_WINDOW_S`` after its end).
+  each (but resets) with its ``reaction`` (the first change into DAMPING from one control
+  period before its start, to ``REACTION_WINDOW_S`` after its end: an e-stop called at a
+  period boundary in lockstep is stamped with the policy's clock, which still reads the
+  previous boundary; the delay counts from the start, at least 0).
 - ``loop``: the policy's tick periods (its clock: sim time in lockstep, the wall clock
   in real time) as |period − nominal|, and the commands' inter-arrival times at the robot
   (wall clock); ``latency``: state-to-command, measured by the robot (wall clock: from the
@@ -198,8 +200,8 @@ def _faults(faults: FaultSchedule, timeline: StateTimeline, period: float) -> li
     for fault in faults.faults:
         reaction = None
         for t, _ in into_damping if fault.kind != "reset" else ():
-            if fault.at <= t <= fault.end + REACTION_WINDOW_S:
-                delay = t - fault.at
+            if fault.at - period <= t <= fault.end + REACTION_WINDOW_S:
+                delay = max(0.0, t - fault.at)
                 reaction = {"damping_after_s": delay, "damping_after_periods": delay / period}
                 break
         entries.append(

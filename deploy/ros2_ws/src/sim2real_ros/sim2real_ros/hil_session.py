@@ -6,7 +6,8 @@ domain (``testing.ros_environment``), then, from this process:
 1. records every robot and policy topic into a rosbag2 (``BagWriter``, raw CDR);
 2. configures and activates the policy node once the robot publishes;
 3. sends the task command schedule (``/cmd_vel`` or ``/target_point``, refreshed every
-   ``COMMAND_REFRESH_S``) and calls the operator faults (e-stop, reset) on time;
+   ``COMMAND_REFRESH_S``); the robot applies the faults, the operator ones (e-stop,
+   reset) included, on its own sim time;
 4. after ``duration_s`` (on the policy's clock: sim time in lockstep), stops the robot
    (it writes its statistics), deactivates and stops the policy node, and builds the
    report (``sim2real.deploy.hil.report``) from the bag.
@@ -29,10 +30,9 @@ from geometry_msgs.msg import PointStamped, Twist
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import TimeReference
-from std_srvs.srv import Trigger
 
 from sim2real.deploy.hil.bag import BagWriter
-from sim2real.deploy.hil.faults import OPERATOR_KINDS, FaultSchedule
+from sim2real.deploy.hil.faults import FaultSchedule
 from sim2real.deploy.hil.hil_log import HilLog
 from sim2real.deploy.hil.profile import load_profile
 from sim2real.deploy.hil.report import hil_report
@@ -108,7 +108,7 @@ class HilConfig:
     standup_s: float = 2.0
     fade_s: float = 1.0
     seed: int = 0
-    lockstep_timeout_s: float = 0.5
+    lockstep_timeout_s: float = 2.0
     extra_policy_parameters: dict = field(default_factory=dict)
 
 
@@ -168,6 +168,7 @@ def run_hil(config: HilConfig, progress: Callable[[float], None] | None = None) 
             "gains_topic": f"/{POLICY_NODE}/gains",
             "input_stamp_topic": f"/{POLICY_NODE}/input_stamp",
             "stats_path": str(stats_path),
+            "operator_node": f"/{POLICY_NODE}",
             "realtime_priority": 0 if lockstep else REALTIME_PRIORITY,
         },
     )
@@ -193,7 +194,7 @@ def run_hil(config: HilConfig, progress: Callable[[float], None] | None = None) 
     harness, session = None, None
     try:
         harness = RosHarness(domain, "sim2real_hil")
-        session = _Session(harness, bag_path, schedule, faults, lockstep, (sim, node))
+        session = _Session(harness, bag_path, schedule, lockstep, (sim, node))
         session.run(config.duration_s, progress)
         # the robot stops first (it writes its statistics), then the policy is deactivated
         # (in lockstep its clock has stopped: no tick after the robot's last state)
@@ -232,19 +233,17 @@ def _tail(process: NodeProcess, lines: int = 30) -> str:
 
 
 class _Session:
-    """The driving side of one run: recording, lifecycle, commands, operator faults."""
+    """The driving side of one run: recording, lifecycle, task commands."""
 
     def __init__(
         self,
         harness: RosHarness,
         bag_path: Path,
         schedule: CommandSchedule,
-        faults: FaultSchedule,
         lockstep: bool,
         processes: tuple[NodeProcess, NodeProcess],
     ):
         self.harness, self.schedule, self.processes = harness, schedule, processes
-        self.operator_faults = list(faults.of_kinds(OPERATOR_KINDS))
         node = harness.node
         if lockstep:
             node.set_parameters([Parameter("use_sim_time", value=True)])
@@ -294,8 +293,6 @@ class _Session:
         remaining = STARTUP_TIMEOUT_S - (time.monotonic() - start)
         if not harness.change_state(POLICY_NODE, "configure", timeout=max(remaining, 10.0)):
             raise RuntimeError(f"policy_node failed to configure:\n{_tail(self.processes[1])}")
-        for kind in {fault.kind for fault in self.operator_faults}:  # discovered before use
-            harness.client(Trigger, f"/{POLICY_NODE}/{kind}", timeout=10.0)
         if not harness.change_state(POLICY_NODE, "activate"):
             raise RuntimeError(f"policy_node failed to activate:\n{_tail(self.processes[1])}")
         wait_for(lambda: self._check_alive() or self.t0_ns is not None, STARTUP_TIMEOUT_S)
@@ -303,9 +300,6 @@ class _Session:
             self._check_alive()
             elapsed = (harness.now_ns() - self.t0_ns) * 1e-9
             self._send_command(elapsed)
-            while self.operator_faults and self.operator_faults[0].at <= elapsed:
-                fault = self.operator_faults.pop(0)
-                harness.trigger(f"/{POLICY_NODE}/{fault.kind}")
             if progress is not None:
                 progress(min(elapsed, duration_s))
             if elapsed >= duration_s:

@@ -28,6 +28,12 @@ Two modes (parameter ``mode``):
   time; before the first command, one control period, so an idle robot runs in about
   real time). Deterministic enough for CI and faster than real time.
 
+Faults (parameter ``faults``, ``sim2real.deploy.hil.faults``): the robot applies its own
+(sensor, command-delay and push faults) and, as the HIL rig's operator, calls the
+policy node's ``estop`` and ``reset`` services (under ``operator_node``) on sim time: in
+lockstep before the period's ``/clock`` goes out, waiting for the answer, so the policy's
+next tick already sees the e-stop; in real time without waiting.
+
 On shutdown the statistics go to ``stats_path`` (JSON), if set.
 """
 
@@ -52,8 +58,9 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Imu, TimeReference
 from sensor_msgs.msg import JointState as JointStateMsg
 from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
 
-from sim2real.deploy.hil.faults import FaultInjector, FaultSchedule
+from sim2real.deploy.hil.faults import OPERATOR_KINDS, FaultInjector, FaultSchedule
 from sim2real.deploy.hil.profile import load_profile
 from sim2real.deploy.hil.robot_driver import (
     NS_PER_S,
@@ -69,6 +76,7 @@ from sim2real_ros import conversions as conv
 NODE_NAME = "sim_robot"
 MODES = ("realtime", "lockstep")
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+SERVICE_TIMEOUT_S = 5.0
 
 #: name -> default (an empty list: a STRING_ARRAY that may stay unset).
 PARAMETERS: dict[str, object] = {
@@ -76,7 +84,7 @@ PARAMETERS: dict[str, object] = {
     "faults": "",  # a fault schedule file or a shipped schedule's name; "": none
     "mode": "realtime",
     "control_period_s": 0.02,  # lockstep: sim time advanced per command
-    "lockstep_timeout_s": 0.5,  # lockstep: wall time to wait for a command, s
+    "lockstep_timeout_s": 2.0,  # lockstep: wall time to wait for a command, s
     "joint_states_rate_hz": 500.0,
     "imu_rate_hz": 500.0,
     "ground_truth_rate_hz": 50.0,
@@ -90,6 +98,7 @@ PARAMETERS: dict[str, object] = {
     # warning and normal scheduling without it); 0: normal scheduling
     "realtime_priority": 0,
     "stats_path": "",
+    "operator_node": "/policy_node",  # whose estop/reset services operator faults call; "": none
 }
 
 
@@ -112,6 +121,12 @@ class SimRobotNode(Node):
         schedule = FaultSchedule.from_yaml(param("faults")) if param("faults") else None
         schedule = schedule or FaultSchedule()
         schedule.check_robot(self.robot.joint_names, self.robot.has_imu)
+        operator = param("operator_node")
+        self._operator_faults = list(schedule.of_kinds(OPERATOR_KINDS)) if operator else []
+        self._operator = {
+            kind: self.create_client(Trigger, f"{operator}/{kind}")
+            for kind in {fault.kind for fault in self._operator_faults}
+        }
         rates = SensorRates(
             param("joint_states_rate_hz"), param("imu_rate_hz"), param("ground_truth_rate_hz")
         )
@@ -229,6 +244,7 @@ class SimRobotNode(Node):
         while not self._stop.is_set():
             with self._lock:
                 self.driver.step(self.period_steps)
+            self._call_operator_faults(wait=True)
             time.sleep(settle)
             self._command_ready.clear()
             self._publish_clock()
@@ -255,12 +271,30 @@ class SimRobotNode(Node):
                 time.sleep(delay)
             with self._lock:
                 self.driver.step(1)
+            self._call_operator_faults(wait=False)
             lateness = time.perf_counter() - deadline
             self._step_lateness.append(lateness)
             if lateness > dt:
                 self._late_steps += 1
             if step % clock_every == 0:
                 self._publish_clock()
+
+    def _call_operator_faults(self, wait: bool) -> None:
+        """Call the services of the operator faults that are due (see the module docstring)."""
+        now = self.driver.fault_time()
+        while self._operator_faults and self._operator_faults[0].at <= now:
+            kind = self._operator_faults.pop(0).kind
+            client = self._operator[kind]
+            if not client.service_is_ready():
+                self.get_logger().error(f"operator fault {kind}: {client.srv_name} is not there")
+                continue
+            done = threading.Event()
+            client.call_async(Trigger.Request()).add_done_callback(lambda _, e=done: e.set())
+            self.get_logger().info(f"operator fault at {now:.3f} s: {client.srv_name}")
+            if wait and not done.wait(SERVICE_TIMEOUT_S):
+                self.get_logger().error(
+                    f"operator fault {kind}: no answer in {SERVICE_TIMEOUT_S} s"
+                )
 
     # -- publishing --------------------------------------------------------------------------
 
