@@ -8,7 +8,10 @@ a fixed ``d`` this is linear in ``(s_p, s_d)`` per joint, so each candidate dela
 grid steps up to ``max_delay_s``) is a small least-squares problem, and the delay is the
 one with the smallest residual over all joints. The logged delay is everything between the
 command's stamp and the joint state it shows in: transport, the driver's latency, and the
-sensor path's latency (which delays the logged efforts and positions alike).
+sensor path's latency (which delays the logged efforts and positions alike). A driver
+logs, with each joint state, the torque it applies from then on: that torque shows a new
+command one physics step before the motion can, so the command-to-motion delay is
+``delay_steps + 1`` grid steps (``identify`` reports it so).
 
 Noise in the logged positions and velocities would bias the scales low (errors in the
 regressors), so the regressors and the efforts all pass through the same zero-phase
