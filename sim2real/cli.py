@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sim2real import cli_hil
+from sim2real import cli_hil, cli_sysid
 
 console = Console()
 
@@ -349,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.set_defaults(func=cmd_inspect)
 
     cli_hil.add_parser(sub)
+    cli_sysid.add_parser(sub)
     return parser
 
 

@@ -130,6 +130,14 @@ class Identification:
         return rconfig.validate(config)
 
 
+def robot_facts(robot: str, stand: bool = False) -> RobotModel:
+    """A packaged robot's nominal facts (on a stand: its base fixed)."""
+    from sim2real.deploy.hil.profile import RobotProfile
+    from sim2real.deploy.hil.sim_robot import SimRobot
+
+    return SimRobot(RobotProfile.from_dict({"robot": robot, "stand": stand})).robot
+
+
 def identify(
     log: RobotLog,
     robot: RobotModel,
