@@ -133,6 +133,15 @@ def test_hil_timing_quick_prints_its_figures():
     assert report["dropped"]["commands_dropped"] <= 1
 
 
+def test_sysid_accuracy_quick_prints_its_figures():
+    report = run_quick("sysid_accuracy.py")
+    assert [c["profile"] for c in report["cases"]] == ["panda-hidden", "go2-stand-hidden"]
+    for case in report["cases"]:
+        assert case["errors"]["delay_steps"] <= 1
+        assert case["errors"]["kp_scale"] < 0.1
+        assert 0 < case["effort_rms_after"] < case["effort_rms_before"]
+
+
 def test_deploy_tick_quick_prints_its_figures():
     for row in policy_rows("deploy_tick.py"):
         assert row["ticks"] == 200 and row["ticks_not_running"] == 0  # every tick timed runs

@@ -30,6 +30,7 @@ from sim2real.deploy.hil.hil_log import HilLog  # noqa: E402
 from sim2real.deploy.hil.profile import RobotProfile, load_profile  # noqa: E402
 from sim2real.deploy.hil.sim_robot import SimRobot  # noqa: E402
 from sim2real.export.exporter import export_checkpoint  # noqa: E402
+from sim2real.sysid.identify import identify, robot_facts  # noqa: E402
 from sim2real.sysid.motor import fit_motor  # noqa: E402
 from sim2real.sysid.robot_log import RobotLog  # noqa: E402
 
@@ -148,6 +149,11 @@ def test_go2_rides_out_a_push_and_damps_on_every_imu_fault(tmp_path, go2_policy)
     tracking = report["tracking"]  # 0.5 m/s forward, before the spike at 5 s
     assert tracking["samples"] > 50
     assert tracking["lin_vel_error"] < 0.3
+
+    # the loop's first half: sysid reads the walking robot's bag (motor model only)
+    identification = identify(RobotLog.from_bag(tmp_path / "bag"), robot_facts("go2"), "go2")
+    truth = load_profile("go2").resolve()
+    np.testing.assert_allclose(identification.values["kp_scale"], truth["kp_scale"], rtol=0.05)
 
 
 @pytest.mark.slow
