@@ -19,7 +19,7 @@ DESCRIPTION = (
     "state-to-command latency, dropped messages. Lockstep by default (sim time advances as "
     "fast as the policy keeps up); --realtime for timing. Shipped robot profiles: go2, "
     "go2-hidden, go2-stand-hidden, panda, panda-hidden, point; fault schedules: standard, "
-    "panda-all, go2-all (sim2real/deploy/hil/profiles and faults)."
+    "panda-all, go2-all (sim2real/deploy/hil/profiles and fault_schedules)."
 )
 
 

@@ -34,7 +34,7 @@ kind                applied by  what happens
 
 The robot side (``sim_robot_node``) applies robot faults through ``FaultInjector``; the
 HIL driver (``sim2real hil``) calls the operator services. ``STANDARD_FAULTS`` is the
-schedule ``sim2real pipeline`` uses; the shipped YAML files are in ``faults/``.
+schedule ``sim2real pipeline`` uses; the shipped YAML files are in ``fault_schedules/``.
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ class FaultSchedule:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> FaultSchedule:
-        """Load a schedule file, or a shipped one by name (``standard``...; see ``faults/``)."""
+        """Load a schedule file, or a shipped one by name (``standard``...; see ``fault_schedules/``)."""
         path = fault_schedule_path(path)
         return cls.from_dict(yaml.safe_load(path.read_text()), str(path))
 
@@ -276,7 +276,7 @@ def fault_schedule_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
-    shipped = resources.files(__package__).joinpath("faults", f"{name_or_path}.yaml")
+    shipped = resources.files(__package__).joinpath("fault_schedules", f"{name_or_path}.yaml")
     if shipped.is_file():
         return Path(str(shipped))
     names = sorted(p.name.removesuffix(".yaml") for p in shipped_fault_files())
@@ -287,7 +287,7 @@ def fault_schedule_path(name_or_path: str | Path) -> Path:
 
 def shipped_fault_files() -> list[Path]:
     """The shipped fault schedules."""
-    folder = resources.files(__package__).joinpath("faults")
+    folder = resources.files(__package__).joinpath("fault_schedules")
     return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
