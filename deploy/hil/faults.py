@@ -238,7 +238,7 @@ class FaultSchedule:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> FaultSchedule:
-        """Load a schedule file, or a shipped one by name (``standard``...; see ``fault_schedules/``)."""
+        """Load a schedule file, or a shipped one by name (``standard``; ``fault_schedules/``)."""
         path = fault_schedule_path(path)
         return cls.from_dict(yaml.safe_load(path.read_text()), str(path))
 
