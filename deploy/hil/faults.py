@@ -67,6 +67,8 @@ SENSOR_FIELDS = {
     "imu": ("orientation", "angular_velocity", "linear_acceleration"),
 }
 NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+#: The shipped schedules (package data).
+SCHEDULES_DIR = Path(str(resources.files(__package__).joinpath("fault_schedules")))
 
 #: Per kind: the required fields, then the optional ones (``at`` is always required).
 FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -276,9 +278,9 @@ def fault_schedule_path(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
-    shipped = resources.files(__package__).joinpath("fault_schedules", f"{name_or_path}.yaml")
+    shipped = SCHEDULES_DIR / f"{name_or_path}.yaml"
     if shipped.is_file():
-        return Path(str(shipped))
+        return shipped
     names = sorted(p.name.removesuffix(".yaml") for p in shipped_fault_files())
     raise FileNotFoundError(
         f"no fault schedule {str(name_or_path)!r}: not a file, nor a shipped one ({names})"
@@ -287,8 +289,7 @@ def fault_schedule_path(name_or_path: str | Path) -> Path:
 
 def shipped_fault_files() -> list[Path]:
     """The shipped fault schedules."""
-    folder = resources.files(__package__).joinpath("fault_schedules")
-    return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(SCHEDULES_DIR.glob("*.yaml"))
 
 
 @dataclass

@@ -52,10 +52,15 @@ class SensorRates:
     def steps(self, physics_dt: float) -> dict[str, int]:
         """Physics steps between two messages of each topic (at least 1)."""
         return {
-            "joint_states": max(1, round(1.0 / (self.joint_states_hz * physics_dt))),
-            "imu": max(1, round(1.0 / (self.imu_hz * physics_dt))),
-            "ground_truth": max(1, round(1.0 / (self.ground_truth_hz * physics_dt))),
+            "joint_states": steps_between(self.joint_states_hz, physics_dt),
+            "imu": steps_between(self.imu_hz, physics_dt),
+            "ground_truth": steps_between(self.ground_truth_hz, physics_dt),
         }
+
+
+def steps_between(rate_hz: float, physics_dt: float) -> int:
+    """Whole physics steps (at least 1) between two events at ``rate_hz``."""
+    return max(1, round(1.0 / (rate_hz * physics_dt)))
 
 
 class LatencyTracker:

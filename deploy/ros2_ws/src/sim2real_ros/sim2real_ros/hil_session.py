@@ -53,8 +53,6 @@ from sim2real_ros.testing import (
 CONTROLLER = "forward_position_controller"
 POLICY_NODE = "policy_node"
 COMMAND_REFRESH_S = 0.1
-#: SCHED_FIFO priority of the simulated robot's physics thread in real time (where allowed).
-REALTIME_PRIORITY = 0
 STARTUP_TIMEOUT_S = 60.0
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -169,7 +167,6 @@ def run_hil(config: HilConfig, progress: Callable[[float], None] | None = None) 
             "input_stamp_topic": f"/{POLICY_NODE}/input_stamp",
             "stats_path": str(stats_path),
             "operator_node": f"/{POLICY_NODE}",
-            "realtime_priority": 0 if lockstep else REALTIME_PRIORITY,
         },
     )
     policy_params = write_parameters(

@@ -40,7 +40,6 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PointStamped, Twist
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -57,6 +56,7 @@ from sim2real.deploy.runtime import DEACTIVATED, PolicyRuntime
 from sim2real.deploy.state_machine import State
 from sim2real_ros import conversions as conv
 from sim2real_ros.loop_timing import LoopTiming
+from sim2real_ros.parameters import parameter_value
 
 NODE_NAME = "policy_node"
 DIAGNOSTIC_NAME = "sim2real: policy_node"
@@ -242,11 +242,7 @@ class PolicyNode(LifecycleNode):
 
     def _param(self, name: str):
         """A parameter's value; ``None`` for an unset (uninitialized) one."""
-        try:
-            parameter = self.get_parameter(name)
-        except ParameterUninitializedException:
-            return None
-        return None if parameter.type_ == Parameter.Type.NOT_SET else parameter.value
+        return parameter_value(self, name)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -49,7 +49,6 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from geometry_msgs.msg import PointStamped, PoseStamped, TwistStamped
-from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -68,10 +67,12 @@ from sim2real.deploy.hil.robot_driver import (
     LatencyTracker,
     RobotDriver,
     SensorRates,
+    steps_between,
 )
 from sim2real.deploy.hil.sim_robot import SimRobot
 from sim2real.deploy.hil.statistics import summarize
 from sim2real_ros import conversions as conv
+from sim2real_ros.parameters import parameter_value
 
 NODE_NAME = "sim_robot"
 MODES = ("realtime", "lockstep")
@@ -143,6 +144,7 @@ class SimRobotNode(Node):
         self._targets: np.ndarray | None = None
         self._gains: np.ndarray | None = None
         self._expect_gains = bool(param("gains_topic"))
+        self._imu_frame = param("imu_frame")
         self._arrivals_ns: list[int] = []
         self._lockstep_timeouts = 0
         self._late_steps = 0
@@ -175,11 +177,7 @@ class SimRobotNode(Node):
 
     def _param(self, name: str):
         """A parameter's value; ``None`` for an unset one."""
-        try:
-            value = self.get_parameter(name)
-        except ParameterUninitializedException:
-            return None
-        return None if value.type_ == Parameter.Type.NOT_SET else value.value
+        return parameter_value(self, name)
 
     def start(self) -> None:
         """Start the physics thread."""
@@ -260,7 +258,7 @@ class SimRobotNode(Node):
             except (OSError, AttributeError) as error:
                 self.get_logger().warning(f"physics thread keeps normal scheduling: {error}")
         dt = self.robot.physics_dt
-        clock_every = max(1, round(1.0 / (self._param("clock_rate_hz") * dt)))
+        clock_every = steps_between(self._param("clock_rate_hz"), dt)
         start = time.perf_counter()
         step = 0
         while not self._stop.is_set():
@@ -316,7 +314,7 @@ class SimRobotNode(Node):
                 f["angular_velocity"],
                 f["linear_acceleration"],
                 stamp_ns,
-                self._param("imu_frame"),
+                self._imu_frame,
             )
             self._pubs["imu"].publish(msg)
         else:
