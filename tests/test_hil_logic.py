@@ -345,6 +345,15 @@ def test_report_tracking_falls_reactions_and_limits_from_a_synthetic_log(go2_con
     assert report["messages"]["commands_dropped"] == 0
 
 
+def test_a_reaction_stamped_one_period_early_counts_to_the_nanosecond(go2_contract):
+    log = synthetic_log()  # the e-stop's event stamped a hair before the previous boundary
+    log.events[2] = Event(979_999_999, "running", "damping", "e-stop service")
+    faults = FaultSchedule((Fault("estop", 1.0),))
+    schedule = CommandSchedule("velocity", [0.0], [[0.5, 0.0, 0.0]])
+    report = hil_report(log, go2_contract, schedule, faults, {"mode": "lockstep"}, 2.0)
+    assert report["faults"][0]["reaction"]["damping_after_s"] == 0.0
+
+
 def test_report_counts_velocity_tracking_after_the_transient(go2_contract):
     log = synthetic_log()
     log.events = log.events[:2]  # running from 0.2 s on

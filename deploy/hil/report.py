@@ -47,6 +47,7 @@ TRANSIENT_S = 1.0
 REACH_FINAL_S = 1.0
 FALL_TILT_RAD = 1.0
 REACTION_WINDOW_S = 0.5
+STAMP_TOLERANCE_S = 1e-6  # ns stamps minus t0, in float seconds, land either side of a boundary
 NS = 1e-9
 #: Robot topics whose published and recorded counts are compared.
 ROBOT_TOPICS = ("joint_states", "imu")
@@ -200,7 +201,7 @@ def _faults(faults: FaultSchedule, timeline: StateTimeline, period: float) -> li
     for fault in faults.faults:
         reaction = None
         for t, _ in into_damping if fault.kind != "reset" else ():
-            if fault.at - period <= t <= fault.end + REACTION_WINDOW_S:
+            if fault.at - period - STAMP_TOLERANCE_S <= t <= fault.end + REACTION_WINDOW_S:
                 delay = max(0.0, t - fault.at)
                 reaction = {"damping_after_s": delay, "damping_after_periods": delay / period}
                 break
