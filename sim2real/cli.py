@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from sim2real import cli_hil, cli_sysid
+from sim2real import cli_hil, cli_pipeline, cli_sysid
 
 console = Console()
 
@@ -350,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_hil.add_parser(sub)
     cli_sysid.add_parser(sub)
+    cli_pipeline.add_parser(sub)
     return parser
 
 

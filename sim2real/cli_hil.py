@@ -83,25 +83,31 @@ def summary_table(report: dict) -> Table:
     table = Table(title=f"HIL {report['task']} ({report['mode']}, {report['duration_s']:g} s)")
     table.add_column("figure")
     table.add_column("value")
+    for figure, value in summary_rows(report):
+        table.add_row(figure, value)
+    return table
+
+
+def summary_rows(report: dict) -> list[tuple[str, str]]:
+    """The report's headline figures as (figure, value with its unit) pairs."""
+    rows = []
     tracking = report["tracking"]
     if tracking["kind"] == "velocity":
-        table.add_row("lin. velocity error", _fmt(tracking["lin_vel_error"], "m/s"))
-        table.add_row("yaw rate error", _fmt(tracking["yaw_rate_error"], "rad/s"))
+        rows.append(("lin. velocity error", _fmt(tracking["lin_vel_error"], "m/s")))
+        rows.append(("yaw rate error", _fmt(tracking["yaw_rate_error"], "rad/s")))
     else:
-        table.add_row("end-effector error", _fmt(tracking["ee_error"], "m"))
+        rows.append(("end-effector error", _fmt(tracking["ee_error"], "m")))
     if "falls" in report:
-        table.add_row("falls", str(report["falls"]["count"]))
-    table.add_row("safety events", str(len(report["safety_events"])))
-    table.add_row("faults injected", str(len(report["faults"])))
+        rows.append(("falls", str(report["falls"]["count"])))
+    rows.append(("safety events", str(len(report["safety_events"]))))
+    rows.append(("faults injected", str(len(report["faults"]))))
     period = report["loop"]["period_error"]
-    table.add_row(f"period error p99 ({report['loop']['clock']})", _fmt(period["p99_ms"], "ms"))
+    rows.append((f"period error p99 ({report['loop']['clock']})", _fmt(period["p99_ms"], "ms")))
     latency = report["latency"]["state_to_command"] or {}
-    table.add_row("state→command latency p50 / p99", _pair(latency, "ms"))
-    messages = report["messages"]
-    table.add_row("commands dropped", str(messages["commands_dropped"]))
-    limits = report["limits"]
-    table.add_row("commands outside limits", str(limits["commands_outside_limits"]))
-    return table
+    rows.append(("state→command latency p50 / p99", _pair(latency, "ms")))
+    rows.append(("commands dropped", str(report["messages"]["commands_dropped"])))
+    rows.append(("commands outside limits", str(report["limits"]["commands_outside_limits"])))
+    return rows
 
 
 def _fmt(value, unit: str) -> str:

@@ -44,6 +44,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--task", help="the task the ranges are for (default: the robot's)")
     fit.add_argument("--physics-rate", type=float, help="the robot's loop rate, Hz (default: log)")
     fit.add_argument(
+        "--start", type=float, default=0.0, help="fit from this many s after the first command"
+    )
+    fit.add_argument("--end", type=float, help="fit up to this many s after the first command")
+    fit.add_argument(
         "--truth-profile", help="compare with a HIL profile's hidden values (validation)"
     )
     fit.add_argument("--report", help="report folder (default: <output>_report)")
@@ -79,6 +83,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     task = args.task or rconfig.ROBOT_DEFAULTS[args.robot]
     log = load_log(args.log)
+    if args.start or args.end is not None:
+        log = log.window(args.start, args.end)
     dt = 1.0 / args.physics_rate if args.physics_rate else None
     with console.status(f"identifying {args.robot} from {log.duration:.1f} s of log"):
         identification = identify(

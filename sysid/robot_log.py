@@ -54,6 +54,8 @@ class RobotLog:
     command_kd: np.ndarray | None = None
 
     def __post_init__(self):
+        for name in ("t", "command_t"):
+            object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64))
         joints = len(self.joint_names)
         n, m = len(self.t), len(self.command_t)
         shapes = {"q": (n, joints), "qd": (n, joints), "targets": (m, joints)}
@@ -95,6 +97,60 @@ class RobotLog:
             tuple(joint_names), self.t, self.q[:, index], self.qd[:, index],
             pick(self.effort), self.command_t, self.targets[:, index],
             pick(self.command_kp), pick(self.command_kd),
+        )  # fmt: skip
+
+    def window(self, start_s: float, end_s: float | None = None) -> RobotLog:
+        """The span from ``start_s`` to ``end_s`` (s after the first command; None: the end).
+
+        For a log whose start holds something the fits should not see: faults injected on
+        purpose (``sim2real pipeline`` fits the span after the last one), a robot being
+        set down.
+
+        Raises:
+            ValueError: the span holds fewer than two joint states or no command.
+        """
+        t0 = self.command_t[0]
+        end = np.inf if end_s is None else end_s
+
+        def inside(t):
+            return (t >= t0 + start_s) & (t < t0 + end)
+
+        states, commands = inside(self.t), inside(self.command_t)
+        if states.sum() < 2 or not commands.any():
+            raise ValueError(
+                f"the log's span {start_s:g}..{end:g} s after its first command is empty "
+                f"(the log covers {self.t[-1] - t0:.2f} s after it)"
+            )
+        return self._rows(states, commands)
+
+    def finite(self) -> RobotLog:
+        """The log without joint states or commands that hold a NaN or an infinity.
+
+        A robot's sensors and a HIL fault schedule both produce them (``nonfinite``
+        faults); the fits need finite samples, and the gap they leave is interpolated over
+        like any other.
+
+        Raises:
+            ValueError: fewer than two joint states or no command are left.
+        """
+        states = np.isfinite(self.q).all(1) & np.isfinite(self.qd).all(1)
+        if self.effort is not None:
+            states &= np.isfinite(self.effort).all(1)
+        commands = np.isfinite(self.targets).all(1)
+        if states.all() and commands.all():
+            return self
+        return self._rows(states, commands)
+
+    def _rows(self, states: np.ndarray, commands: np.ndarray) -> RobotLog:
+        """The log of these joint-state and command rows (boolean masks)."""
+
+        def rows(array, keep):
+            return None if array is None else array[keep]
+
+        return RobotLog(
+            self.joint_names, self.t[states], self.q[states], self.qd[states],
+            rows(self.effort, states), self.command_t[commands], self.targets[commands],
+            rows(self.command_kp, commands), rows(self.command_kd, commands),
         )  # fmt: skip
 
     def aligned(self, dt: float) -> AlignedLog:
@@ -231,20 +287,21 @@ class RobotLog:
 
 
 def load_log(path: str | Path) -> RobotLog:
-    """A log from a rosbag2 folder, an ``.npz`` file, or a CSV stem.
+    """A log from a rosbag2 folder, an ``.npz`` file, or a CSV stem, non-finite rows dropped.
 
-    A CSV stem ``run`` names ``run_states.csv`` and ``run_commands.csv``.
+    A CSV stem ``run`` names ``run_states.csv`` and ``run_commands.csv``. Joint states and
+    commands with a NaN or an infinity are left out (``RobotLog.finite``).
 
     Raises:
         FileNotFoundError: none of these exists at ``path``.
     """
     path = Path(path)
     if path.is_dir():
-        return RobotLog.from_bag(path)
+        return RobotLog.from_bag(path).finite()
     if path.suffix == ".npz" and path.is_file():
-        return RobotLog.from_npz(path)
+        return RobotLog.from_npz(path).finite()
     if Path(f"{path}_states.csv").is_file():
-        return RobotLog.from_csv(path)
+        return RobotLog.from_csv(path).finite()
     raise FileNotFoundError(
         f"no log at {path}: expected a rosbag2 folder, an .npz file or {path}_states.csv"
     )

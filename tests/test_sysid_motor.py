@@ -135,3 +135,30 @@ def test_select_reorders_joints(hidden_log):
     picked = log.select(["panda_joint3", "panda_joint1"])
     np.testing.assert_array_equal(picked.q[:, 0], log.q[:, 2])
     np.testing.assert_array_equal(picked.effort[:, 1], log.effort[:, 0])
+
+
+def test_nonfinite_rows_are_left_out_on_loading(tmp_path, hidden_log):
+    _, log = hidden_log
+    q, targets = log.q.copy(), log.targets.copy()
+    q[10, 2], targets[3, 0] = np.nan, np.inf  # a nonfinite fault, a corrupted command
+    effort = log.effort.copy()
+    effort[20] = -np.inf
+    RobotLog(log.joint_names, log.t, q, log.qd, effort, log.command_t, targets).to_npz(
+        tmp_path / "faulty.npz"
+    )
+    loaded = load_log(tmp_path / "faulty.npz")
+    assert len(loaded.t) == len(log.t) - 2
+    assert len(loaded.command_t) == len(log.command_t) - 1
+    assert np.isfinite(loaded.q).all() and np.isfinite(loaded.effort).all()
+    assert log.finite() is log  # nothing to drop
+
+
+def test_window_counts_from_the_first_command(hidden_log):
+    _, log = hidden_log
+    span = log.window(2.0, 5.0)
+    t0 = log.command_t[0]
+    assert span.t[0] >= t0 + 2.0 and span.t[-1] < t0 + 5.0
+    assert span.command_t[0] == pytest.approx(t0 + 2.0, abs=0.02)
+    assert log.window(2.0).t[-1] == log.t[-1]
+    with pytest.raises(ValueError, match="span 9..12 s after its first command is empty"):
+        log.window(9.0, 12.0)
