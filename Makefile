@@ -47,8 +47,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The whole loop on the embedded default (arm-reach, CPU): train, export, HIL, sysid,
+# fine-tune, HIL, report; prints where the report is.
 demo: $(STAMP)
-	$(VENV)/bin/sim2real demo
+	$(VENV)/bin/sim2real pipeline --task arm-reach
 
 bench: $(STAMP)
 	@set -e; for f in benchmarks/*.py; do \

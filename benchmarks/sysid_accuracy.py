@@ -5,13 +5,18 @@ the quadruped on a stand), ``sim2real sysid excite``'s path records ``--seconds`
 multi-sine excitation through the deploy safety controller on the simulated robot
 (noise, sensor and command latency included), then ``identify`` fits it: Kp and Kd scale
 per joint and the delay from the efforts, damping, armature and friction loss per joint
-and the links' mass scale by trajectory matching. Figures per case:
+and the links' mass scale by trajectory matching, and the links' base inertial parameters
+from the efforts (``sysid.inertial``). Figures per case:
 
 - ``errors``: the largest |identified / true − 1| over the joints, per parameter, and the
   delay's error in physics steps (targets: 10 %, one step);
 - ``within_target``: whether every figure meets its target;
 - ``fit_seconds``: wall time of the identification (target ≤ 180 s), and
-  ``excite_seconds`` of the simulated excitation.
+  ``excite_seconds`` of the simulated excitation;
+- ``inertial`` (the arm only): the base parameters (count, how many are significant: at
+  least 5 % of a joint's rms effort), the largest |identified / true − 1| over the significant ones
+  (``significant_beta``, target 10 %) and over the link masses the data determine
+  (``determined_mass``: NaN, none are in a revolute chain), and the fit's wall time.
 
     .venv/bin/python benchmarks/sysid_accuracy.py > /tmp/sysid_accuracy.json   # ~1 min
     .venv/bin/python benchmarks/sysid_accuracy.py --quick                       # 20 s logs
@@ -30,7 +35,7 @@ from sim2real.deploy.hil.profile import load_profile
 from sim2real.deploy.hil.sim_robot import SimRobot
 from sim2real.sysid.excitation import excitation_targets, run_excitation
 from sim2real.sysid.identify import identify, robot_facts
-from sim2real.sysid.validation import profile_truth, relative_errors
+from sim2real.sysid.validation import inertial_errors, profile_truth, relative_errors
 
 CASES = ("panda-hidden", "go2-stand-hidden")
 TARGET_RELATIVE = 0.10
@@ -52,6 +57,11 @@ def run_case(name: str, seconds: float) -> dict:
         for key, error in errors.items()
     )
     trajectory = identification.trajectory
+    inertial = None  # an arm only (sysid.identify)
+    if identification.inertial is not None:
+        inertial = inertial_errors(identification.inertial, profile.link_mass_scale)
+        inertial["fit_seconds"] = identification.inertial.seconds
+        within = within and inertial["significant_beta"] <= TARGET_RELATIVE
     return {
         "profile": name,
         "log_seconds": log.duration,
@@ -64,6 +74,7 @@ def run_case(name: str, seconds: float) -> dict:
         "effort_rms_before": float(trajectory.effort_rms_before.mean()),
         "effort_rms_after": float(trajectory.effort_rms_after.mean()),
         "delay_s": identification.delay_s,
+        "inertial": inertial,
     }
 
 

@@ -101,6 +101,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     report = Path(args.report or f"{Path(args.output).with_suffix('')}_report")
     page = write_report(identification, report, truth)
     console.print(summary_table(identification))
+    for note in identification.notes:
+        console.print(f"[yellow]note:[/] {note}")
     console.print(f"ranges: {args.output} (train with --randomization {args.output})")
     console.print(f"report: {page}")
     return 0

@@ -34,6 +34,10 @@ from sim2real.sysid.robot_log import AlignedLog
 
 SATURATION_FRACTION = 0.98
 PLATEAU_MIN_FRACTION = 0.01
+OUTLIER_SIGMAS = 6.0
+OUTLIER_PASSES = 5
+#: The samples a joint must keep with its saturated spans cut out whole.
+MIN_ERODED_SAMPLES = 200
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,14 @@ def _fit_at(log, kp_cmd, kd_cmd, usable, delay: int, lowpass: LowPass):
     p_term = lowpass(kp_cmd[past] * (log.targets[past] - log.q[current]))
     d_term = lowpass(-kd_cmd[past] * log.qd[current])
     effort = lowpass(log.effort[current])
-    mask = lowpass.valid(usable[current] & (kp_cmd[past] > 0) & (kd_cmd[past] > 0))
+    # DAMPING spans and saturated samples are cut out with the filter's support; a joint
+    # whose drive saturates so often that this leaves too little loses its saturated
+    # samples one by one instead (the neighbours their filtered clamp error spills into
+    # are then the robust fit's outliers)
+    driven = lowpass.valid((kp_cmd[past] > 0) & (kd_cmd[past] > 0))
+    eroded = driven & lowpass.valid(usable[current])
+    sparse = eroded.sum(axis=0) < MIN_ERODED_SAMPLES
+    mask = np.where(sparse, driven & usable[current], eroded)
     joints = log.q.shape[1]
     scales, stds, rms = np.zeros((joints, 2)), np.zeros((joints, 2)), np.zeros(joints)
     cost = 0.0
@@ -157,12 +168,34 @@ def _fit_at(log, kp_cmd, kd_cmd, usable, delay: int, lowpass: LowPass):
             raise ValueError(f"joint {log.joint_names[j]}: too few unsaturated, driven samples")
         a = np.stack([p_term[rows, j], d_term[rows, j]], axis=1)
         b = effort[rows, j]
-        solution, *_ = np.linalg.lstsq(a, b, rcond=None)
-        residual = b - a @ solution
-        dof = max(1, rows.sum() - 2)
+        solution, a, b, residual = _robust_least_squares(a, b)
+        dof = max(1, len(b) - 2)
         variance = residual @ residual / dof
         covariance = variance * np.linalg.pinv(a.T @ a)
         scales[j], stds[j] = solution, np.sqrt(np.diag(covariance))
         rms[j] = np.sqrt(np.mean(residual**2))
         cost += float(residual @ residual) / max(float(b @ b), 1e-12)
     return cost, scales, stds, rms
+
+
+def _robust_least_squares(a: np.ndarray, b: np.ndarray):
+    """Least squares of ``a x = b`` with outlier rejection.
+
+    Refitted up to ``OUTLIER_PASSES`` times without the rows whose residual exceeds
+    ``OUTLIER_SIGMAS`` robust standard deviations (1.4826 × the median absolute residual).
+    Saturated samples the plateau rule misses (a drive that hits its limit briefly) and
+    joint-limit contacts break the motor model; a handful of them would bias the scales.
+
+    Returns:
+        the solution (2,), and the rows kept of ``a``, ``b`` and the residual.
+    """
+    for _ in range(OUTLIER_PASSES):
+        solution, *_ = np.linalg.lstsq(a, b, rcond=None)
+        residual = b - a @ solution
+        sigma = 1.4826 * np.median(np.abs(residual)) + 1e-12
+        inliers = np.abs(residual) <= OUTLIER_SIGMAS * sigma
+        if inliers.all() or inliers.sum() < max(10, inliers.size // 2):
+            break
+        a, b = a[inliers], b[inliers]
+    solution, *_ = np.linalg.lstsq(a, b, rcond=None)
+    return solution, a, b, b - a @ solution

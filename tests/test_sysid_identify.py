@@ -1,11 +1,14 @@
 """sysid end to end: excite a HIL robot profile, identify it, write ranges, train on them.
 
 The small validation case of the issue runs here (panda-hidden, 30 s of log, every value
-within 10 % of the hidden truth, the delay within one physics step); the full case, 60 s
-of the Panda and of the Go2 on a stand, is ``benchmarks/sysid_accuracy.py``.
+within 10 % of the hidden truth, the delay within one physics step; the identification is
+``conftest.panda_identification``, shared with ``test_sysid_inertial.py``); the full case,
+60 s of the Panda and of the Go2 on a stand, is ``benchmarks/sysid_accuracy.py``.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -16,20 +19,12 @@ from sim2real.deploy.hil.profile import load_profile
 from sim2real.deploy.hil.sim_robot import SimRobot
 from sim2real.randomization import config as rconfig
 from sim2real.sysid.excitation import excitation_targets, run_excitation
-from sim2real.sysid.identify import identify, robot_facts
+from sim2real.sysid.identify import identify, robot_facts, unphysical_joints
 from sim2real.sysid.robot_log import RobotLog
 from sim2real.sysid.validation import profile_truth, relative_errors
 
 FAST = ("num_envs=16", "ppo.num_steps=8", "ppo.num_epochs=1", "ppo.num_minibatches=1",
         "tensorboard=false", "nthread=1")  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def panda_identification():
-    profile = load_profile("panda-hidden")
-    t, targets = excitation_targets(SimRobot(profile).robot, duration_s=30.0)
-    log = run_excitation(profile, t, targets)
-    return profile, identify(log, robot_facts("panda"), "panda", chunks=12)
 
 
 def test_panda_hidden_is_identified_within_ten_percent(panda_identification):
@@ -114,3 +109,14 @@ def test_cli_excite_fit_then_train_on_the_ranges(tmp_path):
 def test_fit_cli_names_a_missing_log(tmp_path, capsys):
     assert main(["sysid", "fit", "--log", str(tmp_path / "none"), "--robot", "panda"]) == 2
     assert "no log at" in capsys.readouterr().out
+
+
+def test_an_unphysical_value_keeps_the_default_range_and_is_noted(panda_identification):
+    _, identification = panda_identification
+    kd = identification.values["kd_scale"].copy()
+    kd[5] = -0.3  # what a log of a mostly saturated drive gave
+    broken = dataclasses.replace(identification, values={**identification.values, "kd_scale": kd})
+    ranges = broken.ranges("arm-reach", 0.02)
+    assert ranges.terms["kd_scale"].range == (0.9, 1.1)  # the task's default
+    assert isinstance(ranges.terms["kp_scale"].range, dict)  # identified, per joint
+    assert unphysical_joints("kd_scale", kd, broken.joint_names) == {"panda_joint6": -0.3}

@@ -24,7 +24,7 @@ class PipelineConfig:
         faults: the HIL fault schedule (file or shipped name).
         train_iterations: PPO iterations of the first training (``None``: a demo-sized
             count for arm-reach, the task's default otherwise); with ``init_checkpoint``,
-            iterations on top of it.
+            iterations on top of it (0: the checkpoint as it is).
         finetune_iterations: iterations of the fine-tune on the identified ranges
             (``None``: a third of ``train_iterations``, at least 1).
         num_envs: parallel training envs (``None``: the task's default).
@@ -53,8 +53,9 @@ class PipelineConfig:
     def __post_init__(self):
         for name in ("train_iterations", "finetune_iterations", "num_envs"):
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be ≥ 1, got {value}")
+            least = 0 if name == "train_iterations" and self.init_checkpoint else 1
+            if value is not None and value < least:
+                raise ValueError(f"{name} must be ≥ {least}, got {value}")
         for name in ("hil_duration_s", "sysid_seconds", "state_rate_hz"):
             value = getattr(self, name)
             if value is not None and value <= 0:

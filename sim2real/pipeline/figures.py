@@ -47,7 +47,8 @@ def training_figure(runs: dict[str, list[dict]], path: Path) -> Path:
         axis.set_xlabel("iteration")
         axis.set_title(key)
         axis.grid(alpha=0.3)
-    axes[0].legend()
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend()
     return _save(figure, path)
 
 
