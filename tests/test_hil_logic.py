@@ -352,6 +352,9 @@ def test_a_reaction_stamped_one_period_early_counts_to_the_nanosecond(go2_contra
     schedule = CommandSchedule("velocity", [0.0], [[0.5, 0.0, 0.0]])
     report = hil_report(log, go2_contract, schedule, faults, {"mode": "lockstep"}, 2.0)
     assert report["faults"][0]["reaction"]["damping_after_s"] == 0.0
+    log.events.append(Event(2_000_000_001, "damping", "inactive", "deactivated"))
+    report = hil_report(log, go2_contract, schedule, faults, {"mode": "lockstep"}, 2.0)
+    assert report["safety_events"][-1]["reason"] == "deactivated"  # at the run's end
 
 
 def test_report_counts_velocity_tracking_after_the_transient(go2_contract):

@@ -47,7 +47,9 @@ TRANSIENT_S = 1.0
 REACH_FINAL_S = 1.0
 FALL_TILT_RAD = 1.0
 REACTION_WINDOW_S = 0.5
-STAMP_TOLERANCE_S = 1e-6  # ns stamps minus t0, in float seconds, land either side of a boundary
+#: Float seconds from ns stamps land either side of a boundary that an event sits on
+#: exactly (a reaction window's start, the run's end: the deactivation).
+STAMP_TOLERANCE_S = 1e-6
 NS = 1e-9
 #: Robot topics whose published and recorded counts are compared.
 ROBOT_TOPICS = ("joint_states", "imu")
@@ -88,7 +90,7 @@ def hil_report(
         "safety_events": [
             {"t_s": (e.stamp_ns - t0) * NS, "from": e.source, "to": e.target, "reason": e.reason}
             for e in log.events
-            if (e.stamp_ns - t0) * NS <= duration_s
+            if (e.stamp_ns - t0) * NS <= duration_s + STAMP_TOLERANCE_S
         ],
         "faults": _faults(faults, timeline, period),
         "loop": {
