@@ -62,10 +62,13 @@ def test_every_stage_leaves_a_valid_artifact(tiny_run):
         assert contract.parity["max_abs_diff"] < 1e-4
     ranges = rconfig.load(run.artifact("sysid", "ranges"))  # validates against the schema
     assert ranges.task == "arm-reach"
+    assert ranges.terms["action_delay"].range[1] >= 1  # 12 ms of delay: ≥ 1 control step
     kp = ranges.terms["kp_scale"].range
-    assert set(kp) == set(contract.joint_names)
-    low, high = kp["panda_joint1"]  # panda-hidden's true Kp scale of joint 1: 0.75
-    assert low < high and abs((low + high) / 2 / 0.75 - 1) < 0.2  # 12 s of a policy's log
+    if isinstance(kp, dict):  # identified per joint
+        low, high = kp["panda_joint1"]  # panda-hidden's true Kp scale of joint 1: 0.75
+        assert low < high and abs((low + high) / 2 / 0.75 - 1) < 0.2
+    else:  # a drive the policy saturated gave an unphysical value: the default stays, noted
+        assert "kp_scale came out unphysical" in run.artifact("sysid", "parameters").read_text()
     finetuned = (tiny_run / "finetune" / "config.yaml").read_text()
     assert str(run.artifact("sysid", "ranges").resolve()) in finetuned
     for stage in ("hil", "hil_after"):
