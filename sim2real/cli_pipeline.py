@@ -75,6 +75,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
     """Open (or create) the run folder and run the stages."""
+    from sim2real.pipeline.config import PipelineConfig
     from sim2real.pipeline.run_folder import RunFolder
     from sim2real.pipeline.runner import run_pipeline
 
@@ -85,7 +86,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     }
     if args.init_checkpoint:
         changes["init_checkpoint"] = str(Path(args.init_checkpoint).resolve())
-    task = changes.get("task", "arm-reach")
+    task = changes.get("task", PipelineConfig.task)
     root = Path(args.run_dir or f"runs/pipeline-{task}-{time.strftime('%Y%m%d-%H%M%S')}")
     run = RunFolder.open(root, changes)
     console.print(f"[bold]sim2real pipeline[/] {run.config.task} in {run.root}")

@@ -76,22 +76,11 @@ def cmd_excite(args: argparse.Namespace) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     """Identify the robot; write the ranges and the report."""
     from sim2real.randomization import config as rconfig
-    from sim2real.sim.tasks import make_env
-    from sim2real.sysid.identify import identify, robot_facts
-    from sim2real.sysid.report import write_report
     from sim2real.sysid.robot_log import load_log
 
-    task = args.task or rconfig.ROBOT_DEFAULTS[args.robot]
     log = load_log(args.log)
     if args.start or args.end is not None:
         log = log.window(args.start, args.end)
-    dt = 1.0 / args.physics_rate if args.physics_rate else None
-    with console.status(f"identifying {args.robot} from {log.duration:.1f} s of log"):
-        identification = identify(
-            log, robot_facts(args.robot, args.stand), args.robot, args.stand, dt
-        )
-    control_period = make_env(task, num_envs=1, nthread=1).step_dt
-    rconfig.dump(identification.ranges(task, control_period), args.output)
     truth = None
     if args.truth_profile:
         from sim2real.deploy.hil.profile import load_profile
@@ -99,13 +88,40 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
         truth = profile_truth(load_profile(args.truth_profile))
     report = Path(args.report or f"{Path(args.output).with_suffix('')}_report")
+    _, page = fit_and_write(
+        log, args.robot, args.task or rconfig.ROBOT_DEFAULTS[args.robot], Path(args.output),
+        report, truth, stand=args.stand,
+        physics_dt=1.0 / args.physics_rate if args.physics_rate else None,
+    )  # fmt: skip
+    console.print(f"ranges: {args.output} (train with --randomization {args.output})")
+    console.print(f"report: {page}")
+    return 0
+
+
+def fit_and_write(
+    log, robot: str, task: str, ranges: Path, report: Path, truth: dict | None = None,
+    stand: bool = False, physics_dt: float | None = None,
+):  # fmt: skip
+    """Identify ``robot`` from ``log``; write the ranges and the report; print the summary.
+
+    Writes the ``ranges`` YAML for ``task`` and the ``report`` folder, prints the summary
+    table and the notes, and returns the identification and the report's page. ``truth``:
+    a HIL profile's hidden values (``validation.profile_truth``), compared in the report.
+    """
+    from sim2real.randomization import config as rconfig
+    from sim2real.sim.tasks import make_env
+    from sim2real.sysid.identify import identify, robot_facts
+    from sim2real.sysid.report import write_report
+
+    with console.status(f"identifying {robot} from {log.duration:.1f} s of log"):
+        identification = identify(log, robot_facts(robot, stand), robot, stand, physics_dt)
+    control_period = make_env(task, num_envs=1, nthread=1).step_dt
+    rconfig.dump(identification.ranges(task, control_period), ranges)
     page = write_report(identification, report, truth)
     console.print(summary_table(identification))
     for note in identification.notes:
         console.print(f"[yellow]note:[/] {note}")
-    console.print(f"ranges: {args.output} (train with --randomization {args.output})")
-    console.print(f"report: {page}")
-    return 0
+    return identification, page
 
 
 def summary_table(identification) -> Table:

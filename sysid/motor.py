@@ -18,9 +18,12 @@ regressors), so the regressors and the efforts all pass through the same zero-ph
 low-pass filter (``cutoff_hz``, well above the excitation band) before the fit: the
 relation is linear, so filtering both sides keeps it exact while the white noise shrinks.
 
-Samples where the drive saturates (``|τ|`` within 2 % of the largest logged value, when
-that plateau holds at least 1 % of the samples) or where the gains are zero (DAMPING) are
-left out. Standard errors come from the residual variance of the least-squares fit.
+Samples where the gains are zero (DAMPING) are left out with the filter's support around
+them; so are samples where the drive saturates (``|τ|`` within 2 % of the largest logged
+value, when that plateau holds at least 1 % of the samples), or, where that would leave a
+joint fewer than ``MIN_ERODED_SAMPLES`` (a drive that saturates often), those samples
+alone. The least squares then trims outliers (saturation the plateau rule misses,
+joint-limit contacts) and refits. Standard errors come from the residual variance of the final fit.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from sim2real.sysid.robot_log import AlignedLog
 
 SATURATION_FRACTION = 0.98
 PLATEAU_MIN_FRACTION = 0.01
+#: Residuals beyond this many robust standard deviations are outliers, trimmed and refitted
+#: up to ``OUTLIER_PASSES`` times (``_robust_least_squares``).
 OUTLIER_SIGMAS = 6.0
 OUTLIER_PASSES = 5
 #: The samples a joint must keep with its saturated spans cut out whole (fewer: they are
@@ -190,13 +195,14 @@ def _robust_least_squares(a: np.ndarray, b: np.ndarray):
     Returns:
         the solution (2,), and the rows kept of ``a``, ``b`` and the residual.
     """
-    for _ in range(OUTLIER_PASSES):
+    for trims_left in range(OUTLIER_PASSES, -1, -1):
         solution, *_ = np.linalg.lstsq(a, b, rcond=None)
         residual = b - a @ solution
+        if trims_left == 0:
+            break
         sigma = 1.4826 * np.median(np.abs(residual)) + 1e-12
         inliers = np.abs(residual) <= OUTLIER_SIGMAS * sigma
         if inliers.all() or inliers.sum() < max(10, inliers.size // 2):
             break
         a, b = a[inliers], b[inliers]
-    solution, *_ = np.linalg.lstsq(a, b, rcond=None)
-    return solution, a, b, b - a @ solution
+    return solution, a, b, residual

@@ -37,7 +37,7 @@ def run_pipeline(
             console.print(f"[dim]{stage}: done ({run.stages[stage]['seconds']:.0f} s), kept[/]")
             continue
         console.rule(f"[bold]{stage}")
-        fresh = index >= begin and (first is not None or stage != "train")
+        fresh = first is not None or stage != "train"  # a training resumes
         folder = run.start(stage, fresh=fresh)
         started = time.perf_counter()
         artifacts = STAGE_FUNCTIONS[stage](run, folder, console)

@@ -84,11 +84,9 @@ def sysid(run: RunFolder, folder: Path, console: Console) -> dict[str, Path]:
     """Identify the HIL robot from the recorded bag; write ranges and the report."""
     import json
 
+    from sim2real import cli_sysid
     from sim2real.deploy.hil.profile import load_profile
-    from sim2real.randomization import config as rconfig
-    from sim2real.sim.tasks import make_env
-    from sim2real.sysid.identify import identify, robot_facts
-    from sim2real.sysid.report import parameter_table, write_report
+    from sim2real.sysid.report import parameter_table
     from sim2real.sysid.robot_log import load_log
     from sim2real.sysid.validation import profile_truth
 
@@ -101,18 +99,13 @@ def sysid(run: RunFolder, folder: Path, console: Console) -> dict[str, Path]:
             f"from the last fault (from {start:.1f} s on), sysid needs {MIN_SYSID_S:g} s: "
             "raise hil_duration_s"
         )
-    robot = task_robot(config.task)
+    console.print(f"fitting the HIL log from {start:.1f} s on (after the last fault)")
     log = load_log(run.artifact("hil", "bag")).window(start)
-    profile = load_profile(_profile_name(config))
-    with console.status(
-        f"identifying {robot} from {log.duration:.1f} s of log (from {start:.1f} s)"
-    ):
-        identification = identify(log, robot_facts(robot), robot)
+    truth = profile_truth(load_profile(_profile_name(config)))
     ranges = folder / "ranges.yaml"
-    control_period = make_env(config.task, num_envs=1, nthread=1).step_dt
-    rconfig.dump(identification.ranges(config.task, control_period), ranges)
-    truth = profile_truth(profile)
-    page = write_report(identification, folder / "report", truth)
+    identification, page = cli_sysid.fit_and_write(
+        log, task_robot(config.task), config.task, ranges, folder / "report", truth
+    )
     table = folder / "parameters.html"
     table.write_text(parameter_table(identification, truth))
     return {"ranges": ranges, "report": page, "parameters": table}
