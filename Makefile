@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml deploy/ros2_ws/src/sim2real_ros/setup.py
 	@test -x $(PY) || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	$(PIP) --upgrade pip setuptools wheel
 	$(PIP) $(TORCH_SPEC)
-	$(PIP) -e '.[dev,ros]'
+	$(PIP) -e '.[dev,ros,mjx,warp]'
 	$(PIP) --no-build-isolation -e deploy/ros2_ws/src/sim2real_ros
 	@touch $@
 

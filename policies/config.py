@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from sim2real.sim.backends import BACKENDS
+
 
 def option(default: Any, doc: str, choices: tuple[str, ...] = ()) -> Any:
     """A dataclass field with a default (deep-copied when mutable), its doc and choices."""
@@ -103,7 +105,7 @@ class TrainConfig:
     max_iterations: int = option(500, "PPO iterations (rollout + update) in total")
     seed: int = option(0, "seed of the env, the networks and the minibatch order")
     nthread: int = option(0, "simulation threads (0: all cores)")
-    backend: str = option("cpu", "simulation backend")
+    backend: str = option("cpu", "simulation backend", choices=BACKENDS)
     randomization: str = option("", "randomization YAML file; empty: task defaults; 'off'")
     save_interval: int = option(50, "checkpoint every this many iterations")
     log_dir: str = option("runs", "folder holding one folder per run")

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from sim2real import cli_hil, cli_pipeline, cli_sysid
+from sim2real.sim.backends import BACKENDS
 
 console = Console()
 
@@ -122,8 +123,10 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def _overrides(args: argparse.Namespace, teacher: str | None = None) -> list[str]:
-    """``--set`` pairs, then those of ``--randomization`` (and a distillation's ``--teacher``)."""
+    """``--set`` pairs, then ``--backend``, ``--randomization`` (and a ``--teacher``)."""
     overrides = list(args.set)
+    if args.backend:
+        overrides.append(f"backend={args.backend}")
     if args.randomization:
         overrides.append(f"randomization={args.randomization}")
     if teacher:
@@ -251,7 +254,7 @@ def _config_help() -> str:
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser, example: str, resume: str) -> None:
-    """--config, --set, --resume and --randomization of a training-like subcommand."""
+    """--config, --set, --resume, --backend and --randomization of a training-like subcommand."""
     parser.add_argument("--config", metavar="FILE", help="YAML file of config fields")
     parser.add_argument(
         "--set",
@@ -262,6 +265,11 @@ def _add_run_arguments(parser: argparse.ArgumentParser, example: str, resume: st
         help=f"override config fields, e.g. {example}",
     )
     parser.add_argument("--resume", metavar="RUN", help=resume)
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="simulation backend (cpu: the default; mjx, warp: accelerators, need their extra)",
+    )
     parser.add_argument(
         "--randomization",
         metavar="FILE",
