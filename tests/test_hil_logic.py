@@ -241,6 +241,31 @@ def test_latency_tracker_pairs_in_either_order():
     assert tracker.unmatched == 1
 
 
+def test_latency_tracker_pairs_in_order_and_recovers_from_a_lost_message():
+    """Real time (wall stamps): ticks every 20 ms, each state published 1 ms before."""
+    ms = 1_000_000
+    tracker = LatencyTracker(wall_stamps=True)
+    for k in range(8):
+        tracker.published(stamp_ns=k, wall_ns=(20 * k - 1) * ms)
+    # input stamps two ticks behind their commands: still tick k with command k
+    tracker.command(wall_ns=2 * ms)
+    tracker.command(wall_ns=22 * ms)
+    tracker.input_stamp(0, tick_ns=0)
+    tracker.input_stamp(1, tick_ns=20 * ms)
+    # tick 2's input stamp is lost: its command is dropped, tick 3 pairs with its own
+    tracker.command(wall_ns=42 * ms)
+    tracker.input_stamp(3, tick_ns=60 * ms)
+    tracker.command(wall_ns=61 * ms)
+    # tick 4's command is lost: once tick 5's input is in, tick 4's input is dropped
+    tracker.input_stamp(4, tick_ns=80 * ms)
+    tracker.input_stamp(5, tick_ns=100 * ms)
+    tracker.command(wall_ns=103 * ms)
+    np.testing.assert_allclose(tracker.latencies_s, [3e-3, 3e-3, 2e-3, 4e-3])
+    np.testing.assert_allclose(tracker.tick_to_command_s, [2e-3, 2e-3, 1e-3, 3e-3])
+    np.testing.assert_allclose(tracker.state_age_s, [1e-3] * 4)
+    assert tracker.unmatched == 2
+
+
 def test_sensor_rates_are_positive():
     with pytest.raises(ValueError, match="imu_hz"):
         SensorRates(imu_hz=0.0)

@@ -228,49 +228,105 @@ def policy_path(tmp_path_factory) -> Path:
     return export_checkpoint(folder / "run", folder / "policy.onnx", task="point-reach").onnx_path
 
 
-def test_a_failing_tick_latches_damping_and_still_publishes(policy_path):
-    """In-process (no subscriber needed): the node's own tick raising must not go silent."""
+@pytest.fixture
+def in_process_node(policy_path):
+    """Makes in-process policy nodes: ``make(**parameters) -> (node, published)``.
+
+    The node is configured and activated with the parameter overrides; ``published``
+    collects its commands. No executor spins it (no timer fires, no message arrives): the
+    test calls the callbacks; no subscriber is needed.
+    """
     from rclpy.parameter import Parameter
     from rclpy.signals import SignalHandlerOptions
     from sim2real_ros.policy_node import PolicyNode
-
-    from sim2real.deploy.controller import Mode
 
     domain_id = run_domain_id(offset=1)  # not the node process's domain
     isolate_this_process(domain_id)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=domain_id, signal_handler_options=SignalHandlerOptions.NO)
-    overrides = {"policy_path": str(policy_path), "joint_names": POLICY_JOINTS,
-                 "standup_s": 0.0, "fade_s": 0.0, "watchdog_s": WATCHDOG_S}  # fmt: skip
-    node = PolicyNode(
-        "policy_node_in_process",
-        context=context,
-        parameter_overrides=[Parameter(name, value=value) for name, value in overrides.items()],
-    )
-    try:
+    nodes = []
+
+    def make(**overrides):
+        overrides = {"policy_path": str(policy_path), "joint_names": POLICY_JOINTS,
+                     "standup_s": 0.0, "fade_s": 0.0, "watchdog_s": WATCHDOG_S,
+                     **overrides}  # fmt: skip
+        node = PolicyNode(
+            "policy_node_in_process",
+            context=context,
+            parameter_overrides=[Parameter(name, value=value) for name, value in overrides.items()],
+        )
+        nodes.append(node)
         published = []
         node._publish = lambda command, now_ns: published.append(command)
         node.trigger_configure()
         node.trigger_activate()
-        msg = JointStateMsg(name=list(POSE), position=list(POSE.values()), velocity=[0.0, 0.0])
-        node._caches["joint_states"] = (msg, node._now_ns())  # unstamped: receipt time
-        node._tick()
-        node._tick()
-        assert published[-1].mode is Mode.POSITION
+        return node, published
 
-        def broken():
-            raise RuntimeError("conversion bug")
-
-        node._robot_state = broken
-        node._tick()
-        assert published[-1].mode is Mode.DAMPING
-        np.testing.assert_allclose(published[-1].targets, [POSE["x"], POSE["y"]])
-        diagnostics = node._runtime.diagnostics()
-        assert diagnostics["state"] == "damping" and "conversion bug" in diagnostics["reason"]
-        assert node._tick_errors == 1
-    finally:
+    yield make
+    for node in nodes:
         node.destroy_node()
-        context.try_shutdown()
+    context.try_shutdown()
+
+
+def joint_state_msg() -> JointStateMsg:
+    """The test pose, unstamped (the node uses the receipt time)."""
+    return JointStateMsg(name=list(POSE), position=list(POSE.values()), velocity=[0.0, 0.0])
+
+
+def test_a_failing_tick_latches_damping_and_still_publishes(in_process_node):
+    """The node's own tick raising must not go silent."""
+    from sim2real.deploy.controller import Mode
+
+    node, published = in_process_node()
+    node._caches["joint_states"] = (joint_state_msg(), node._now_ns())
+    node._tick()
+    node._tick()
+    assert published[-1].mode is Mode.POSITION
+
+    def broken():
+        raise RuntimeError("conversion bug")
+
+    node._robot_state = broken
+    node._tick()
+    assert published[-1].mode is Mode.DAMPING
+    np.testing.assert_allclose(published[-1].targets, [POSE["x"], POSE["y"]])
+    diagnostics = node._runtime.diagnostics()
+    assert diagnostics["state"] == "damping" and "conversion bug" in diagnostics["reason"]
+    assert node._tick_errors == 1
+
+
+def test_state_pacing_ticks_on_the_joint_state_and_the_timer_only_when_none_came(
+    in_process_node,
+):
+    node, published = in_process_node()  # tick_source: state, the default
+    clock = [node._now_ns()]
+    node._now_ns = lambda: clock[0]  # the node's clock, stepped by the test
+    ms = 1_000_000
+    node._on_joint_states(joint_state_msg())  # the first state after activation ticks
+    assert len(published) == 1
+    clock[0] += 2 * ms
+    node._on_joint_states(joint_state_msg())  # within the period: cached only
+    node._on_control_timer()  # the watchdog is not due: no tick, the timer re-armed
+    assert len(published) == 1
+    assert node._control_timer.timer_period_ns == node._pacer.timer_ns() - clock[0]
+    clock[0] += 16 * ms
+    node._on_joint_states(joint_state_msg())  # 18 ms: a period less a state period: due
+    assert len(published) == 2
+    clock[0] += 40 * ms  # no state: past the next slot and the watchdog's grace (≤ 10 ms)
+    node._on_control_timer()
+    clock[0] += ms
+    node._on_joint_states(joint_state_msg())  # a state right after: not the same slot
+    assert len(published) == 3
+    assert node._pacer.summary()["watchdog_ticks"] == 1
+
+
+def test_timer_pacing_ticks_on_the_timer_only(in_process_node):
+    node, published = in_process_node(tick_source="timer")
+    node._on_joint_states(joint_state_msg())
+    assert published == [] and node._pacer is None
+    node._on_control_timer()
+    node._on_control_timer()
+    assert len(published) == 2
 
 
 class Robot:
@@ -395,7 +451,7 @@ def node(ros):
         assert harness.change_state(NODE, "cleanup")
     results = harness.set_parameters(NODE, {
         "joint_names": POLICY_JOINTS, "use_joint_trajectory": False, "task_command": "point",
-        "task": "",
+        "task": "", "tick_source": "state",
     })  # fmt: skip
     assert all(ok for ok, _ in results), results
     robot.publishing = True
@@ -437,6 +493,14 @@ def test_configure_refuses_a_wrong_joint_list(node):
     assert values["task_command_input"] == "point" and "configure_error" not in values
 
 
+def test_configure_refuses_an_unknown_tick_source(node):
+    harness, robot = node
+    assert harness.set_parameters(NODE, {"tick_source": "clock"}) == [(True, "")]
+    assert not harness.change_state(NODE, "configure")
+    values = robot.diagnostics(lambda v: "tick_source" in v.get("configure_error", ""))
+    assert "'clock'" in values["configure_error"]
+
+
 def test_parameters_read_at_configure_are_locked_until_cleanup(node):
     harness, robot = node
     configure(harness, robot)
@@ -449,9 +513,12 @@ def test_parameters_read_at_configure_are_locked_until_cleanup(node):
     assert not ok  # read-only in every state
 
 
-def test_activate_commands_at_the_contract_period(node):
+@pytest.mark.parametrize("tick_source", ["state", "timer"])
+def test_activate_commands_at_the_contract_period(node, tick_source):
     harness, robot = node
+    assert harness.set_parameters(NODE, {"tick_source": tick_source}) == [(True, "")]
     values = configure(harness, robot)
+    assert values["tick_source"] == tick_source
     period = float(values["control_period_s"])
     assert period == pytest.approx(0.02)
     assert robot.records["commands"] == []  # nothing before activation
@@ -478,6 +545,11 @@ def test_activate_commands_at_the_contract_period(node):
     assert float(values["runtime.policy_steps"]) > 0
     assert float(values["loop.period_mean_s"]) == pytest.approx(period, rel=0.3)
     assert values["runtime.command"] == "0.2 0.1 0"  # the /target_point target
+    if tick_source == "state":  # the 100 Hz joint states pace the ticks
+        assert int(values["pacing.state_ticks"]) > int(values["pacing.watchdog_ticks"])
+        assert float(values["pacing.state_period_s"]) == pytest.approx(0.01, rel=0.3)
+    else:
+        assert "pacing.state_ticks" not in values
 
 
 def test_stale_inputs_lead_to_damping_that_holds_until_reset(node):
@@ -487,6 +559,7 @@ def test_stale_inputs_lead_to_damping_that_holds_until_reset(node):
     robot.publishing = False  # the joint states go stale
     values = robot.diagnostics(lambda v: v.get("runtime.state") == "damping", WATCHDOG_S + 5)
     assert "joint state is stale" in values["runtime.reason"]
+    assert int(values["pacing.watchdog_ticks"]) > 0  # no states: the timer ticked
     wait_for(lambda: robot.mode() == "damping", 2.0)
     # damping holds the last valid pose, in the controller's order
     expected = [POSE[name] for name in COMMAND_JOINTS]

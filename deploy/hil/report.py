@@ -17,12 +17,14 @@ Times are s after the policy's first tick (``t0``). Sections:
   period boundary in lockstep is stamped with the policy's clock, which still reads the
   previous boundary; the delay counts from the start, at least 0).
 - ``loop``: the policy's tick periods (its clock: sim time in lockstep, the wall clock
-  in real time) as |period − nominal|, and the commands' inter-arrival times at the robot
-  (wall clock); ``latency``: state-to-command, measured by the robot (wall clock: from the
-  publication of the joint state a command was computed from to the command's arrival),
-  and in real time its two parts, ``state_age_at_tick`` (the wait for the policy's
-  timer, at most one joint-state period, plus the state's transport) and
-  ``tick_to_command`` (the tick's work and the command's transport).
+  in real time) as |period − nominal|; the same on the robot's clock,
+  ``input_period_error``: from the header stamps of the joint states consecutive ticks
+  used; and the commands' inter-arrival times at the robot (wall clock); ``latency``:
+  state-to-command, measured by the robot (wall clock: from the publication of the joint
+  state a command was computed from to the command's arrival), and in real time its two
+  parts, ``state_age_at_tick`` (the wait for the policy's tick, up to one joint-state
+  period when its timer paces it, plus the state's transport) and ``tick_to_command``
+  (the tick's work and the command's transport).
 - ``messages``: sensor messages the robot published vs those recorded, per topic, and
   commands the policy sent vs those the robot received, both from the first command to
   the robot's stop (``robot_stats["stop_requested_ns"]``, wall clock); lockstep
@@ -97,6 +99,7 @@ def hil_report(
             "clock": "sim" if robot_stats.get("mode") == "lockstep" else "wall",
             "ticks": int(log.tick_ns.size),
             "period_error": summarize(np.abs(np.diff(log.tick_ns) * NS - period)),
+            "input_period_error": summarize(np.abs(np.diff(log.tick_input_ns) * NS - period)),
             "command_interarrival": robot_stats.get("command_interarrival"),
         },
         "latency": {

@@ -67,19 +67,24 @@ class LatencyTracker:
     """State-to-command latency: pairs each command with the joint state it was computed from.
 
     The policy publishes, each tick, the stamp of the joint state it used and the tick's
-    time (its ``~/input_stamp``: ``time_ref`` and ``header.stamp``) next to the command;
-    either may arrive first. With ``wall_stamps`` (real time: header stamps are the wall
-    clock) the latency is also split at the tick: ``state_age_s`` (from the state's
-    publication to the tick: waiting for the timer, and the state's transport) and
-    ``tick_to_command_s`` (the tick's work and the command's transport).
+    time (its ``~/input_stamp``: ``time_ref`` and ``header.stamp``) next to the command.
+    The two topics arrive each in order, but not in order with each other (one may be
+    several ticks behind): the k-th command pairs with the k-th input stamp. With
+    ``wall_stamps`` (real time: header stamps are the wall clock) a lost message does not
+    shift the pairs for good: a command that arrived before the tick is an earlier tick's
+    (that input was lost), and an input whose next tick came before the command lost its
+    command; both count as ``unmatched``. The latency is then also split at the tick:
+    ``state_age_s`` (from the state's publication to the tick: the wait for the tick, and
+    the state's transport) and ``tick_to_command_s`` (the tick's work and the command's
+    transport).
     """
 
-    def __init__(self, wall_stamps: bool = False, history: int = 4096):
+    def __init__(self, wall_stamps: bool = False, history: int = 4096, pending: int = 64):
         self._published: collections.OrderedDict[int, int] = collections.OrderedDict()
         self._history = history
         self._wall_stamps = wall_stamps
-        self._command_ns: int | None = None
-        self._input: tuple[int, int] | None = None
+        self._commands: collections.deque[int] = collections.deque(maxlen=pending)
+        self._inputs: collections.deque[tuple[int, int]] = collections.deque(maxlen=pending)
         self.latencies_s: list[float] = []
         self.state_age_s: list[float] = []
         self.tick_to_command_s: list[float] = []
@@ -93,27 +98,36 @@ class LatencyTracker:
 
     def command(self, wall_ns: int) -> None:
         """A command arrived at ``wall_ns``."""
-        self._command_ns = wall_ns
+        self._commands.append(wall_ns)
         self._pair()
 
     def input_stamp(self, stamp_ns: int, tick_ns: int = 0) -> None:
-        """The policy's latest command was computed at ``tick_ns`` from the state ``stamp_ns``."""
-        self._input = (stamp_ns, tick_ns)
+        """A command was computed at ``tick_ns`` from the state ``stamp_ns``."""
+        self._inputs.append((stamp_ns, tick_ns))
         self._pair()
 
     def _pair(self) -> None:
-        if self._command_ns is None or self._input is None:
-            return
-        (stamp_ns, tick_ns), arrived = self._input, self._command_ns
-        self._command_ns = self._input = None
-        sent = self._published.get(stamp_ns)
-        if sent is None:
-            self.unmatched += 1
-            return
-        self.latencies_s.append((arrived - sent) / NS_PER_S)
-        if self._wall_stamps:
-            self.state_age_s.append((tick_ns - sent) / NS_PER_S)
-            self.tick_to_command_s.append((arrived - tick_ns) / NS_PER_S)
+        commands, inputs = self._commands, self._inputs
+        while commands and inputs:
+            arrived, (stamp_ns, tick_ns) = commands[0], inputs[0]
+            if self._wall_stamps and arrived < tick_ns:
+                commands.popleft()
+                self.unmatched += 1
+                continue
+            if self._wall_stamps and len(inputs) > 1 and arrived >= inputs[1][1]:
+                inputs.popleft()
+                self.unmatched += 1
+                continue
+            commands.popleft()
+            inputs.popleft()
+            sent = self._published.get(stamp_ns)
+            if sent is None:
+                self.unmatched += 1
+                continue
+            self.latencies_s.append((arrived - sent) / NS_PER_S)
+            if self._wall_stamps:
+                self.state_age_s.append((tick_ns - sent) / NS_PER_S)
+                self.tick_to_command_s.append((arrived - tick_ns) / NS_PER_S)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ Starts ``sim_robot_node`` and ``policy_node`` as separate processes on a private
 domain (``testing.ros_environment``), then, from this process:
 
 1. records every robot and policy topic into a rosbag2 (``BagWriter``, raw CDR);
-2. configures and activates the policy node once the robot publishes;
+2. configures the policy node once the robot publishes, and activates it once its
+   ``/diagnostics`` say it has the robot's sensors (joint states, IMU): activated without
+   them, its first tick would latch DAMPING for a missing input;
 3. sends the task command schedule (``/cmd_vel`` or ``/target_point``, refreshed every
    ``COMMAND_REFRESH_S``); the robot applies the faults, the operator ones (e-stop,
    reset) included, on its own sim time;
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PointStamped, Twist
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -40,6 +43,7 @@ from sim2real.deploy.hil.schedule import CommandSchedule
 from sim2real.deploy.hil.sim_robot import SimRobot
 from sim2real.export.model_file import read_policy_model
 from sim2real_ros import conversions as conv
+from sim2real_ros.policy_node import DIAGNOSTIC_NAME
 from sim2real_ros.testing import (
     NodeProcess,
     RosHarness,
@@ -138,7 +142,8 @@ def run_hil(config: HilConfig, progress: Callable[[float], None] | None = None) 
             f"{contract.robot!r}"
         )
     faults = FaultSchedule.from_yaml(config.faults) if config.faults else FaultSchedule()
-    faults.check_robot(contract.joint_names, SimRobot(profile).has_imu)
+    has_imu = SimRobot(profile).has_imu
+    faults.check_robot(contract.joint_names, has_imu)
     start_s = config.standup_s + config.fade_s
     schedule = CommandSchedule.default(config.task, config.duration_s, start_s, config.seed)
 
@@ -159,6 +164,7 @@ def run_hil(config: HilConfig, progress: Callable[[float], None] | None = None) 
             "mode": "lockstep" if lockstep else "realtime",
             "control_period_s": contract.control_period_s,
             "lockstep_timeout_s": config.lockstep_timeout_s,
+            "lockstep_stop_s": config.duration_s if lockstep else 0.0,
             "joint_states_rate_hz": config.state_rate_hz,
             "imu_rate_hz": config.state_rate_hz,
             "controller": CONTROLLER,
@@ -191,10 +197,11 @@ def run_hil(config: HilConfig, progress: Callable[[float], None] | None = None) 
     harness, session = None, None
     try:
         harness = RosHarness(domain, "sim2real_hil")
-        session = _Session(harness, bag_path, schedule, lockstep, (sim, node))
+        sensors = ("joint_states", "imu") if has_imu else ("joint_states",)
+        session = _Session(harness, bag_path, schedule, lockstep, (sim, node), sensors)
         session.run(config.duration_s, progress)
         # the robot stops first (it writes its statistics), then the policy is deactivated
-        # (in lockstep its clock has stopped: no tick after the robot's last state)
+        # (in lockstep its clock stopped at duration_s: no tick after the robot's last state)
         stop_requested_ns = time.time_ns()
         sim.stop(timeout=10.0)
         harness.change_state(POLICY_NODE, "deactivate")
@@ -239,8 +246,10 @@ class _Session:
         schedule: CommandSchedule,
         lockstep: bool,
         processes: tuple[NodeProcess, NodeProcess],
+        sensors: tuple[str, ...],
     ):
         self.harness, self.schedule, self.processes = harness, schedule, processes
+        self._sensor_keys = [f"{sensor}_receipt_age_s" for sensor in sensors]
         node = harness.node
         if lockstep:
             node.set_parameters([Parameter("use_sim_time", value=True)])
@@ -254,6 +263,8 @@ class _Session:
         node.create_subscription(
             TimeReference, f"/{POLICY_NODE}/input_stamp", self._on_tick, RELIABLE
         )
+        self.policy_has_sensors = False
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, RELIABLE)
         if schedule.kind == "velocity":
             self._command_pub = node.create_publisher(Twist, "/cmd_vel", RELIABLE)
         else:
@@ -269,6 +280,11 @@ class _Session:
     def _on_tick(self, msg: TimeReference) -> None:
         if self.t0_ns is None:
             self.t0_ns = conv.stamp_to_ns(msg.header.stamp)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        values = conv.diagnostic_values(msg, DIAGNOSTIC_NAME)
+        if all(key in values for key in self._sensor_keys):
+            self.policy_has_sensors = True
 
     def _check_alive(self) -> None:
         for process in self.processes:
@@ -290,6 +306,7 @@ class _Session:
         remaining = STARTUP_TIMEOUT_S - (time.monotonic() - start)
         if not harness.change_state(POLICY_NODE, "configure", timeout=max(remaining, 10.0)):
             raise RuntimeError(f"policy_node failed to configure:\n{_tail(self.processes[1])}")
+        wait_for(lambda: self._check_alive() or self.policy_has_sensors, STARTUP_TIMEOUT_S)
         if not harness.change_state(POLICY_NODE, "activate"):
             raise RuntimeError(f"policy_node failed to activate:\n{_tail(self.processes[1])}")
         wait_for(lambda: self._check_alive() or self.t0_ns is not None, STARTUP_TIMEOUT_S)

@@ -1,4 +1,4 @@
-"""Loop-timing statistics of the control timer, for ``/diagnostics`` (pure, no ROS).
+"""Loop-timing statistics of the policy's ticks, for ``/diagnostics`` (pure, no ROS).
 
 The node records, each tick, the tick's clock reading (ns) and how long the tick took
 (runtime tick + publishing, wall clock); ``summary()`` reports the window since the

@@ -11,21 +11,40 @@ Lifecycle:
   ``joint_names`` (a mismatch fails the transition, logged and in ``/diagnostics``, naming
   the field); create the subscriptions and the (lifecycle) command publishers.
 - **activate**: the runtime's soft start (ramp to the default pose, then fade the policy
-  in), then the policy; the control timer runs at the contract's period.
+  in), then the policy, ticked once per contract period (see "Pacing").
 - **deactivate**: the runtime goes to DAMPING; one last DAMPING command is published, then
-  the timer and the command publishers stop.
+  the ticks and the command publishers stop.
 - **cleanup**: back to unconfigured; parameters can be changed again.
 
-The subscriptions only cache the latest message (sensor-data QoS); the control timer reads
-the caches, ticks the runtime and publishes its ``Command``, and with it, on
-``~/input_stamp`` (``sensor_msgs/TimeReference``), the stamp of the joint state the command
-was computed from (``time_ref``; ``header.stamp`` is the tick's time): logs then tell the
-state-to-command latency and the input each command used. Every state change of the
-runtime (STANDUP → RUNNING, → DAMPING with the fault...) goes out on ``~/events``
-(``diagnostic_msgs/DiagnosticArray``: one status whose message is ``source -> target``
-and whose values hold ``from``, ``to``, ``reason``; stamped with the change's time).
-E-stop and reset are ``std_srvs/Trigger`` services; ``/diagnostics`` is published in every
-lifecycle state.
+The subscriptions cache the latest message (sensor-data QoS); a tick reads the caches,
+ticks the runtime and publishes its ``Command``, and with it, on ``~/input_stamp``
+(``sensor_msgs/TimeReference``), the stamp of the joint state the command was computed
+from (``time_ref``; ``header.stamp`` is the tick's time): logs then tell the
+state-to-command latency and the input each command used.
+
+Pacing (parameter ``tick_source``, read at configure):
+
+- ``state`` (default): the joint states pace the policy (the robot's clock). The tick runs
+  in the ``/joint_states`` callback when ``TickPacer`` says a period is up, so it uses the
+  state that just arrived and the command leaves at once; the control timer is a watchdog
+  that ticks only when no state has ticked a slot by ``TickPacer.grace_ns`` after it
+  (6 ms for 500 Hz states at 50 Hz; in a dropout every period, so the runtime's
+  stale-input watchdog still latches DAMPING). Chosen as the default because it removes
+  the wait for the timer (on average half a state period, up to a whole one) from the
+  state-to-command latency, and the policy's period is then the robot's; in exchange the
+  ticks follow the robot's own publication jitter (``benchmarks/hil_timing.py``).
+- ``timer``: the control timer ticks every period on its own phase.
+
+On sim time (``use_sim_time``) the node always ticks on the timer: the timer then runs on
+the simulator's ``/clock``, which already is the robot's clock (in lockstep ``/clock``
+moves only after the period's joint states), while the states arrive before the clock
+moves and could not pace it. ``/diagnostics`` tells the source in use (``tick_source``).
+
+Every state change of the runtime (STANDUP → RUNNING, → DAMPING with the fault...) goes
+out on ``~/events`` (``diagnostic_msgs/DiagnosticArray``: one status whose message is
+``source -> target`` and whose values hold ``from``, ``to``, ``reason``; stamped with the
+change's time). E-stop and reset are ``std_srvs/Trigger`` services; ``/diagnostics`` is
+published in every lifecycle state.
 ``deploy/README.md`` ("ROS 2 nodes") documents the topics, services, parameters and QoS.
 """
 
@@ -57,6 +76,7 @@ from sim2real.deploy.state_machine import State
 from sim2real_ros import conversions as conv
 from sim2real_ros.loop_timing import LoopTiming
 from sim2real_ros.parameters import parameter_value
+from sim2real_ros.tick_pacer import TickPacer
 
 NODE_NAME = "policy_node"
 DIAGNOSTIC_NAME = "sim2real: policy_node"
@@ -79,12 +99,16 @@ STRUCTURAL = (
     "publish_gains",
     "task_command",
     "task",
+    "tick_source",
 )
 
 #: The command publishers' QoS: reliable, keep the last one (a late command is useless).
 COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 #: ``~/events``: reliable, and deep enough that a burst of state changes is not lost.
 EVENTS_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+
+#: ``tick_source`` values: what paces the policy's ticks (see the module docstring).
+TICK_SOURCES = ("state", "timer")
 
 NO_JOINTS = JointState(names=(), position=np.zeros(0), velocity=np.zeros(0), stamp=float("nan"))
 
@@ -155,6 +179,14 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
             "the base frame), none, or auto: the one the policy's task takes"
         ),
     ),
+    "tick_source": (
+        "state",
+        ParameterDescriptor(
+            description="what paces the policy: state (a tick on the joint state that "
+            "completes a period, the timer as a watchdog) or timer (the control timer); "
+            "on sim time always the timer"
+        ),
+    ),
     "cmd_vel_timeout_s": (
         0.5,
         _seconds(
@@ -212,6 +244,8 @@ class PolicyNode(LifecycleNode):
         self._order: conv.JointOrder | None = None
         self._use_trajectory = False
         self._timing: LoopTiming | None = None
+        self._tick_source = "timer"
+        self._pacer: TickPacer | None = None
         self._tick_errors = 0
         self._last_error = ""
         self._last_command: Command | None = None
@@ -282,10 +316,14 @@ class PolicyNode(LifecycleNode):
         )
         runtime.configure()
         task_command = self._task_command_input(runtime)
+        tick_source = self._tick_source_in_use()
         self._order = conv.JointOrder(runtime.joint_names, self._param("command_joints") or ())
         self._runtime = runtime
         self._epoch_ns = self._now_ns()
         self._timing = LoopTiming(runtime.control_period)
+        self._tick_source = tick_source
+        period_ns = round(runtime.control_period * conv.NS_PER_S)
+        self._pacer = TickPacer(period_ns) if tick_source == "state" else None
         self._tick_errors, self._last_error, self._last_command = 0, "", None
         self._task_command_kind = task_command
         self._task_command_ns: int | None = None
@@ -294,7 +332,7 @@ class PolicyNode(LifecycleNode):
 
         self._inputs = [
             self.create_subscription(
-                JointStateMsg, "/joint_states", self._cache("joint_states"), qos_profile_sensor_data
+                JointStateMsg, "/joint_states", self._on_joint_states, qos_profile_sensor_data
             ),
             self.create_subscription(Imu, "/imu/data", self._cache("imu"), qos_profile_sensor_data),
         ]
@@ -326,6 +364,16 @@ class PolicyNode(LifecycleNode):
             runtime.estop(self._seconds(self._now_ns()), "e-stop service (before configure)")
             self._estop_pending = False
 
+    def _tick_source_in_use(self) -> str:
+        """The ``tick_source`` parameter, checked; ``timer`` on sim time (module docstring)."""
+        chosen = self._param("tick_source")
+        if chosen not in TICK_SOURCES:
+            raise ValueError(f"parameter tick_source must be one of {TICK_SOURCES}, got {chosen!r}")
+        if chosen == "state" and self._param("use_sim_time"):
+            self.get_logger().info("use_sim_time: the timer on /clock paces the policy")
+            return "timer"
+        return chosen
+
     def _task_command_input(self, runtime: PolicyRuntime) -> str:
         """The ``task_command`` input: the policy's own for ``auto``, else checked against it."""
         spec = runtime.builder.command
@@ -341,12 +389,16 @@ class PolicyNode(LifecycleNode):
         return chosen
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Start the soft start and the control timer."""
+        """Start the soft start and the ticks."""
         result = super().on_activate(state)  # enables the lifecycle publishers
         runtime = self._runtime
         runtime.activate(self._seconds(self._now_ns()))
         self._timing.restart()
-        self._control_timer.reset()
+        if self._pacer is not None:
+            self._pacer.restart()
+            self._arm_watchdog()
+        else:
+            self._control_timer.reset()
         self._lifecycle = "active"
         if runtime.state is State.DAMPING:
             reason = runtime.diagnostics()["reason"]
@@ -403,7 +455,7 @@ class PolicyNode(LifecycleNode):
             if publisher is not None:
                 self.destroy_lifecycle_publisher(publisher)
         self._control_timer, self._command_pub, self._gains_pub = None, None, None
-        self._input_stamp_pub = None
+        self._input_stamp_pub, self._pacer = None, None
         self._inputs = []
         self._runtime = None
 
@@ -422,6 +474,15 @@ class PolicyNode(LifecycleNode):
             self._caches[key] = (msg, self._now_ns())
 
         return callback
+
+    def _on_joint_states(self, msg: JointStateMsg) -> None:
+        """Cache the state; with state pacing, tick on it when the pacer says so."""
+        now_ns = self._now_ns()
+        self._caches["joint_states"] = (msg, now_ns)
+        pacer = self._pacer
+        if pacer is not None and self._lifecycle == "active" and pacer.on_state(now_ns):
+            self._tick()
+            self._arm_watchdog()
 
     def _robot_state(self) -> RobotState:
         """The latest inputs as the runtime's ``RobotState`` (no joints yet: an empty one)."""
@@ -463,7 +524,24 @@ class PolicyNode(LifecycleNode):
     # -- the control loop --------------------------------------------------------------------
 
     def _on_control_timer(self) -> None:
-        self._tick()
+        """Timer pacing: tick. State pacing: the watchdog; tick if the pacer says so."""
+        pacer = self._pacer
+        if pacer is None:
+            self._tick()
+            return
+        if pacer.on_timer(self._now_ns()):
+            self._tick()
+        self._arm_watchdog()
+
+    def _arm_watchdog(self) -> None:
+        """State pacing: fire the timer next when the pacer says (``TickPacer.timer_ns``).
+
+        One period from now before the first tick; at once if the executor was held past it.
+        """
+        fire_ns = self._pacer.timer_ns()
+        delay_ns = self._pacer.period_ns if fire_ns is None else max(fire_ns - self._now_ns(), 1)
+        self._control_timer.timer_period_ns = delay_ns
+        self._control_timer.reset()
 
     def _tick(self) -> None:
         """Read the caches, tick the runtime, publish its command."""
@@ -562,7 +640,10 @@ class PolicyNode(LifecycleNode):
         runtime = self._runtime
         if runtime is not None:
             values["control_period_s"] = runtime.control_period
+            values["tick_source"] = self._tick_source
             values["loop"] = self._timing.summary()
+            if self._pacer is not None:
+                values["pacing"] = self._pacer.summary()
             values["tick_errors"] = self._tick_errors
             values["last_tick_error"] = self._last_error
             values["task_command_input"] = self._task_command_kind

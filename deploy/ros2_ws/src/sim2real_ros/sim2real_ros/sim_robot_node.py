@@ -26,7 +26,9 @@ Two modes (parameter ``mode``):
   messages, so the policy node (``use_sim_time``) ticks exactly once per period on fresh
   data. The sim then waits for the tick's command (up to ``lockstep_timeout_s`` of wall
   time; before the first command, one control period, so an idle robot runs in about
-  real time). Deterministic enough for CI and faster than real time.
+  real time). Deterministic enough for CI and faster than real time. With
+  ``lockstep_stop_s`` the sim time stands still that long after the first command (the
+  run's end, exact however late the node is stopped).
 
 Faults (parameter ``faults``, ``sim2real.deploy.hil.faults``): the robot applies its own
 (sensor, command-delay and push faults) and, as the HIL rig's operator, calls the
@@ -86,6 +88,7 @@ PARAMETERS: dict[str, object] = {
     "mode": "realtime",
     "control_period_s": 0.02,  # lockstep: sim time advanced per command
     "lockstep_timeout_s": 2.0,  # lockstep: wall time to wait for a command, s
+    "lockstep_stop_s": 0.0,  # lockstep: sim time after the first command to stop at, s; 0: never
     "joint_states_rate_hz": 500.0,
     "imu_rate_hz": 500.0,
     "ground_truth_rate_hz": 50.0,
@@ -238,8 +241,13 @@ class SimRobotNode(Node):
     def _run_lockstep(self) -> None:
         period_wall = self.period_steps * self.robot.physics_dt
         timeout = self._param("lockstep_timeout_s")
+        stop_ns = round(self._param("lockstep_stop_s") * NS_PER_S)
         settle = 0.001  # lets the period's sensor messages arrive before /clock moves on
         while not self._stop.is_set():
+            t0_ns = self.driver.t0_ns
+            if stop_ns > 0 and t0_ns is not None and self.driver.time_ns - t0_ns >= stop_ns:
+                self._stop.wait()  # the run's end: sim time stands still until stopped
+                break
             with self._lock:
                 self.driver.step(self.period_steps)
             self._call_operator_faults(wait=True)
