@@ -8,7 +8,10 @@ Prints one JSON object. One env-step is one control step of one env. For each N:
   normalizer update) with the task's training config at the same N; env-steps of an
   iteration are ``num_steps × N``;
 - ``ratio`` = training / sim_only, median over runs taken back to back (the target is
-  ≥ 0.6); ``collection_share`` is the rollout's part of an iteration.
+  ≥ 0.6); ``collection_share`` is the rollout's part of an iteration;
+- ``other_processes_cores``: cores the machine's other processes kept busy meanwhile, on
+  average (Linux ``/proc/stat``; null elsewhere): above ~0.05 the figures are not those
+  of a quiet machine.
 
 ``sb3``: stable-baselines3 PPO (its defaults: 2048-step rollouts, 10 epochs, 64-sample
 minibatches, MLP 64×64) on the project's Gymnasium adapter (``make_gym_env`` single envs
@@ -17,6 +20,7 @@ process; the reference the issue names is SB3 PPO on Ant at 1.8k env-steps/s.
 
     .venv/bin/python benchmarks/training_throughput.py > /tmp/training_throughput.json
     .venv/bin/python benchmarks/training_throughput.py --quick   # smoke run
+    .venv/bin/python benchmarks/training_throughput.py --set ppo.num_epochs=4  # a variant
 """
 
 from __future__ import annotations
@@ -48,6 +52,16 @@ def sim_only_rate(task: str, num_envs: int, nthread: int, steps: int) -> float:
     for a in actions:
         env.step(a)
     return num_envs * steps / (time.perf_counter() - start)
+
+
+def busy_cpu_s() -> float | None:
+    """CPU seconds every process on the machine has used so far; None without /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            user, nice, system, _, _, irq, softirq = map(int, f.readline().split()[1:8])
+    except (OSError, ValueError):
+        return None
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
 def training_rate(trainer: Trainer) -> tuple[float, float]:
@@ -86,6 +100,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sb3-envs", type=int, default=8)
     parser.add_argument("--sb3-steps", type=int, default=4096)
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="training config override (as sim2real train --set), e.g. ppo.num_epochs=4",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = parser.parse_args()
     if args.quick:
@@ -95,10 +117,12 @@ def main() -> None:
     rows = []
     for num_envs in args.num_envs:
         overrides = [f"num_envs={num_envs}", f"nthread={args.nthread}", "tensorboard=false"]
+        overrides += args.overrides
         trainer = Trainer(build_config(args.task, overrides=overrides))
         steps = trainer.config.ppo.num_steps
         training_rate(trainer)  # warm-up
         sims, trains, ratios, shares = [], [], [], []
+        busy, own, start = busy_cpu_s(), time.process_time(), time.perf_counter()
         for _ in range(args.repeats):
             sim = sim_only_rate(args.task, num_envs, args.nthread, steps * 2)
             train, share = training_rate(trainer)
@@ -106,6 +130,10 @@ def main() -> None:
             trains.append(train)
             ratios.append(train / sim)
             shares.append(share)
+        others = None
+        if busy is not None:
+            others_s = busy_cpu_s() - busy - (time.process_time() - own)
+            others = max(others_s, 0.0) / (time.perf_counter() - start)
         rows.append(
             {
                 "num_envs": num_envs,
@@ -114,6 +142,7 @@ def main() -> None:
                 "ratio": statistics.median(ratios),
                 "collection_share": statistics.median(shares),
                 "runs": len(ratios),
+                "other_processes_cores": others,
             }
         )
     report = {
@@ -123,6 +152,7 @@ def main() -> None:
         "machine": describe_machine(),
         "loadavg_1_5_15_min": os.getloadavg(),
         "nthread": args.nthread,
+        "overrides": args.overrides,
         "training": rows,
         "sb3": sb3_rate(args.task, args.sb3_envs, args.sb3_steps),
         "target": {"ratio_at_least": 0.6, "met": all(r["ratio"] >= 0.6 for r in rows)},

@@ -42,7 +42,8 @@ class PPO:
         self.model, self.config = model, config
         self.dist = dist or Distributed()
         self.learning_rate = config.learning_rate
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.learning_rate)
+        # foreach: one kernel per op over all parameters; the same numbers as the loop
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.learning_rate, foreach=True)
         self.generator = torch.Generator().manual_seed(seed)
 
     def update(self, storage: RolloutStorage) -> dict[str, float]:

@@ -19,6 +19,8 @@ and their checkpoint state.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -192,6 +194,17 @@ class RunLoop:
         return out
 
 
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block (or decorated function) on ``count`` torch threads, then restore."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def record_episodes(
     finished: dict[str, list[np.ndarray]], episode: dict[str, np.ndarray] | None
 ) -> None:
@@ -262,8 +275,14 @@ class Trainer(RunLoop):
         return scalars
 
     @torch.inference_mode()
+    @torch_threads(1)
     def collect(self) -> dict[str, float]:
-        """Fill the storage with one rollout; return the mean stats of episodes that ended."""
+        """Fill the storage with one rollout; return the mean stats of episodes that ended.
+
+        Torch runs on one thread here: its work per step is small, and idle OpenMP
+        workers would spin for milliseconds after each op on the cores the simulator's
+        threads need next. The numbers are the same on any thread count (a test compares).
+        """
         gamma = self.config.ppo.gamma
         model, storage = self.model, self.storage
         storage.set_initial_state(self._state)

@@ -136,19 +136,29 @@ class RolloutStorage:
             what = "envs" if recurrent else "transitions"
             raise ValueError(f"{num_minibatches} minibatches but only {total} {what}")
         size = total // num_minibatches
+        packed = None if recurrent else self._packed()
         for _ in range(num_epochs):
             order = torch.randperm(total, generator=generator)
             for i in range(num_minibatches):
                 ids = order[i * size : (i + 1) * size]
-                yield self._sequences(ids) if recurrent else self._samples(ids)
+                yield self._sequences(ids) if recurrent else self._samples(packed, ids)
 
-    def _samples(self, ids: torch.Tensor) -> Minibatch:
-        """Transitions ``ids`` of the flattened (T × N) rollout."""
+    def _packed(self) -> torch.Tensor:
+        """Every sample field side by side, (T × N, F): one gather serves a minibatch."""
+        total = self.num_steps * self.num_envs
+        return torch.cat([getattr(self, name).reshape(total, -1) for name in _FIELDS], dim=1)
 
-        def flat(x: torch.Tensor) -> torch.Tensor:
-            return x.flatten(0, 1)[ids]
-
-        return Minibatch(**{name: flat(getattr(self, name)) for name in _FIELDS})
+    def _samples(self, packed: torch.Tensor, ids: torch.Tensor) -> Minibatch:
+        """Transitions ``ids`` of the flattened (T × N) rollout: views into one gather."""
+        rows = packed.index_select(0, ids)
+        shapes = [getattr(self, name).shape[2:] for name in _FIELDS]
+        columns = rows.split([s.numel() for s in shapes], dim=1)
+        return Minibatch(
+            **{
+                name: column.view(len(ids), *shape)
+                for name, column, shape in zip(_FIELDS, columns, shapes, strict=True)
+            }
+        )
 
     def _sequences(self, env_ids: torch.Tensor) -> Minibatch:
         """Whole rollouts (T, B, ...) of envs ``env_ids`` with their initial states."""

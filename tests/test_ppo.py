@@ -347,6 +347,30 @@ def test_storage_samples_cover_every_transition_once_per_epoch():
             assert flat_lp[i] == log_prob
 
 
+#: the Minibatch fields every feed-forward sample carries
+SAMPLE_FIELDS = [f.name for f in dataclasses.fields(Minibatch) if f.default is dataclasses.MISSING]
+
+
+def test_storage_minibatches_are_the_plain_per_field_gather():
+    """The packed fast path serves exactly ``field.flatten(0, 1)[ids]`` for every field."""
+    for num_actions in (A, 1):  # a single action keeps its (M, 1) shape
+        gen = torch.Generator().manual_seed(1)
+        storage = RolloutStorage(5, 6, D, D + 2, num_actions)
+        for name in SAMPLE_FIELDS:
+            field = getattr(storage, name)
+            setattr(storage, name, torch.randn(field.shape, generator=gen))
+        order = torch.Generator().manual_seed(3)
+        batches = list(storage.minibatches(4, 2, order))
+        order.manual_seed(3)
+        for epoch in range(2):
+            ids = torch.randperm(30, generator=order)
+            for i in range(4):
+                batch, rows = batches[4 * epoch + i], ids[i * 7 : (i + 1) * 7]
+                for name in SAMPLE_FIELDS:
+                    expected = getattr(storage, name).flatten(0, 1)[rows]
+                    assert torch.equal(getattr(batch, name), expected), name
+
+
 def test_storage_errors():
     storage = RolloutStorage(2, 3, D, D, A)
     row = dict(

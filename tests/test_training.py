@@ -297,6 +297,32 @@ def test_time_outs_bootstrap_the_final_value_and_nothing_else(tmp_path, recurren
     assert records[1]["terminated"][[0, 1, 2]].any() and records[4]["terminated"].sum() >= 2
 
 
+@pytest.mark.parametrize("recurrent", ["none", "gru"])
+def test_single_threaded_rollout_equals_the_multi_threaded_one(tmp_path, recurrent):
+    """``collect`` runs torch on one thread and restores the count; the rollout is the same."""
+    config = tiny(tmp_path, "num_envs=256", f"model.recurrent={recurrent}", "model.rnn_hidden=8")
+    fast, plain = Trainer(config), Trainer(config)
+    for trainer in (fast, plain):
+        trainer.env.max_episode_length = 5  # time-outs and their bootstrap inside the rollout
+    seen = []
+    step = fast.env.step
+    fast.env.step = lambda actions: seen.append(torch.get_num_threads()) or step(actions)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(5)
+        fast.collect()
+        assert torch.get_num_threads() == 2 and set(seen) == {1}
+        torch.manual_seed(5)
+        with torch.inference_mode():
+            Trainer.collect.__wrapped__.__wrapped__(plain)  # without the one-thread wrapper
+    finally:
+        torch.set_num_threads(before)
+    for name in ("actor_obs", "critic_obs", "actions", "log_probs", "means", "stds",
+                 "values", "rewards", "dones", "starts", "advantages", "returns"):  # fmt: skip
+        assert torch.equal(getattr(fast.storage, name), getattr(plain.storage, name)), name
+
+
 # --------------------------------------------------------------- bad checkpoints
 
 
