@@ -42,9 +42,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 from machine import describe_machine  # noqa: E402
 
 
-def sim_only_rate(task: str, num_envs: int, nthread: int, steps: int) -> float:
+def sim_only_rate(
+    task: str, num_envs: int, nthread: int, steps: int, backend: str = "cpu"
+) -> float:
     """Env-steps/s of random actions on the training env (randomization on)."""
-    env = make_env(task, num_envs, seed=0, nthread=nthread)
+    env = make_env(task, num_envs, seed=0, nthread=nthread, backend=backend)
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, (steps, num_envs, env.num_actions)).astype(np.float32)
     env.step(actions[0])

@@ -22,7 +22,7 @@ class WarpBackend(DeviceBackend):
 
     def __init__(self, model: mujoco.MjModel, num_envs: int):
         super().__init__(model, num_envs)
-        wp.config.quiet = True
+        wp.config.log_level = wp.LOG_WARNING  # no line per kernel module loaded
         self.device = wp.get_preferred_device()
         with wp.ScopedDevice(self.device):
             self._model = mjw.put_model(model)
