@@ -63,3 +63,20 @@ class SimBackend(Protocol):
     def set_const(self, env_ids: np.ndarray) -> None:
         """Recompute derived model constants after writing masses or inertias."""
         ...
+
+
+class ReadOnlyOutputs:
+    """The protocol's read-only outputs, kept in ``_sensordata`` and ``_actuator_force``."""
+
+    _sensordata: np.ndarray
+    _actuator_force: np.ndarray
+
+    @property
+    def sensordata(self) -> np.ndarray:
+        """(N, nsensordata) sensor readings of the last physics substep (read-only)."""
+        return self._sensordata
+
+    @property
+    def actuator_force(self) -> np.ndarray:
+        """(N, nu) actuator torques of the last physics substep, N·m (read-only)."""
+        return self._actuator_force

@@ -13,8 +13,10 @@ import mujoco
 import mujoco.batch
 import numpy as np
 
+from sim2real.sim.backends.base import ReadOnlyOutputs
 
-class MujocoBatchBackend:
+
+class MujocoBatchBackend(ReadOnlyOutputs):
     """N envs of ``model`` on ``nthread`` threads (0: all cores). See ``SimBackend``."""
 
     def __init__(self, model: mujoco.MjModel, num_envs: int, nthread: int = 0):
@@ -35,16 +37,6 @@ class MujocoBatchBackend:
     def nthread(self) -> int:
         """Threads the batch steps on."""
         return self._batch.nthread
-
-    @property
-    def sensordata(self) -> np.ndarray:
-        """(N, nsensordata) sensor readings of the last physics substep (read-only)."""
-        return self._sensordata
-
-    @property
-    def actuator_force(self) -> np.ndarray:
-        """(N, nu) actuator torques of the last physics substep, N·m (read-only)."""
-        return self._actuator_force
 
     def reset(self, env_ids: np.ndarray, keyframe: int) -> None:
         """Reset envs to a keyframe, skipping the forward pass (call :meth:`forward`)."""

@@ -26,11 +26,13 @@ import mujoco
 import mujoco.batch
 import numpy as np
 
+from sim2real.sim.backends.base import ReadOnlyOutputs
+
 # Data fields the host reads back after every device call.
 READ_FIELDS = ("qpos", "qvel", "sensordata", "actuator_force")
 
 
-class DeviceBackend(abc.ABC):
+class DeviceBackend(ReadOnlyOutputs, abc.ABC):
     """N envs of ``model`` on an accelerator, behind the ``SimBackend`` protocol.
 
     Results are float32 on the device (both engines' native precision); the host
@@ -52,16 +54,6 @@ class DeviceBackend(abc.ABC):
         self._reset_keys = np.full(num_envs, -1, dtype=np.int32)  # -1: no reset pending
         self._expanded: list[str] = []  # per-env fields of the store, in expansion order
         self._on_device: dict[str, np.ndarray] = {}  # what the device model last got
-
-    @property
-    def sensordata(self) -> np.ndarray:
-        """(N, nsensordata) sensor readings of the last physics substep (read-only)."""
-        return self._sensordata
-
-    @property
-    def actuator_force(self) -> np.ndarray:
-        """(N, nu) actuator torques of the last physics substep, N·m (read-only)."""
-        return self._actuator_force
 
     def reset(self, env_ids: np.ndarray, keyframe: int) -> None:
         """Reset envs to a keyframe; follow with state writes and :meth:`forward`."""
