@@ -53,6 +53,12 @@ class DeviceBackend(ReadOnlyOutputs, abc.ABC):
         self._actuator_force = np.zeros((num_envs, model.nu))
         self._reset_keys = np.full(num_envs, -1, dtype=np.int32)  # -1: no reset pending
         self._expanded: list[str] = []  # per-env fields of the store, in expansion order
+        self._constants_listed = False  # whether _expanded holds set_const's fields
+        stage = mujoco.mjtStage
+        self._stage_columns = {  # sensordata columns recomputed after a step, by stage
+            int(s): _sensor_columns(model, s)
+            for s in (stage.mjSTAGE_POS, stage.mjSTAGE_VEL, stage.mjSTAGE_ACC)
+        }
         self._on_device: dict[str, np.ndarray] = {}  # what the device model last got
 
     def reset(self, env_ids: np.ndarray, keyframe: int) -> None:
@@ -84,7 +90,7 @@ class DeviceBackend(ReadOnlyOutputs, abc.ABC):
         out = self._read(READ_FIELDS)
         if stage != mujoco.mjtStage.mjSTAGE_NONE:
             self._device_forward()
-            columns = self._sensor_columns(stage)
+            columns = self._stage_columns[int(stage)]
             out["sensordata"][:, columns] = self._read(("sensordata",))["sensordata"][:, columns]
         self.qpos[:] = out["qpos"]
         self.qvel[:] = out["qvel"]
@@ -99,18 +105,18 @@ class DeviceBackend(ReadOnlyOutputs, abc.ABC):
         Writes reach the device at the next ``step`` or ``forward``.
         """
         values = self._store.expand(name)
-        self._note_expanded()
+        if name not in self._expanded:
+            self._expanded.append(name)
         return values
 
     def set_const(self, env_ids: np.ndarray) -> None:
         """Recompute derived model constants (``mj_setConst``) of the given envs."""
         self._store.set_const(env_ids)
-        self._note_expanded()
-
-    def _note_expanded(self) -> None:
-        """Refresh the list of per-env fields (expand and set_const add to it)."""
-        store = self._store
-        self._expanded = [f for f in mujoco.batch.MODEL_FIELDS if store.expanded(f) is not None]
+        if not self._constants_listed:  # mj_setConst expands the same fields every time
+            store = self._store
+            listed = [f for f in mujoco.batch.MODEL_FIELDS if store.expanded(f) is not None]
+            self._expanded += [f for f in listed if f not in self._expanded]
+            self._constants_listed = True
 
     def _sync(self) -> None:
         """Upload changed per-env model fields, pending resets and the host state."""
@@ -126,18 +132,6 @@ class DeviceBackend(ReadOnlyOutputs, abc.ABC):
         resets = self._reset_keys if (self._reset_keys >= 0).any() else None
         self._write_state(resets, self.qpos, self.qvel, self.ctrl, self.xfrc_applied)
         self._reset_keys[:] = -1
-
-    def _sensor_columns(self, stage: int) -> np.ndarray:
-        """Columns of ``sensordata`` whose sensors need ``stage`` or an earlier one."""
-        m = self.model
-        return np.concatenate(
-            [
-                np.arange(m.sensor_adr[i], m.sensor_adr[i] + m.sensor_dim[i])
-                for i in range(m.nsensor)
-                if m.sensor_needstage[i] <= stage
-            ]
-            or [np.empty(0, dtype=np.int64)]
-        )
 
     @abc.abstractmethod
     def _write_fields(self, fields: dict[str, np.ndarray]) -> None:
@@ -176,3 +170,16 @@ class DeviceBackend(ReadOnlyOutputs, abc.ABC):
         The zero-copy hand-over (DLPack) to GPU-resident code. It is the device's state
         after the last call, not the host mirror.
         """
+
+
+def _sensor_columns(model: mujoco.MjModel, stage: int) -> np.ndarray:
+    """Columns of ``sensordata`` whose sensors need ``stage`` (mjtStage) or an earlier one."""
+    m = model
+    return np.concatenate(
+        [
+            np.arange(m.sensor_adr[i], m.sensor_adr[i] + m.sensor_dim[i])
+            for i in range(m.nsensor)
+            if m.sensor_needstage[i] <= int(stage)
+        ]
+        or [np.empty(0, dtype=np.int64)]
+    )
