@@ -7,8 +7,10 @@ Prints one JSON object. One env-step is one control step of one env. For each N:
 - ``training``: ``Trainer.train_iteration`` (rollout through the policy + PPO update +
   normalizer update) with the task's training config at the same N; env-steps of an
   iteration are ``num_steps × N``;
-- ``ratio`` = training / sim_only, median over runs taken back to back (the target is
-  ≥ 0.6); ``collection_share`` is the rollout's part of an iteration;
+- ``ratio`` = training / sim_only, median over runs taken back to back;
+  ``collection_share`` is the rollout's part of an iteration;
+- ``target``: ratio ≥ 0.6 at the N the task trains with (its config's ``num_envs``:
+  1024 for go2-flat); the other N are for comparison;
 - ``other_processes_cores``: cores the machine's other processes kept busy meanwhile, on
   average (Linux ``/proc/stat``; null elsewhere): above ~0.05 the figures are not those
   of a quiet machine.
@@ -94,6 +96,19 @@ def sb3_rate(task: str, num_envs: int, steps: int) -> dict:
     }
 
 
+def ratio_target(rows: list[dict], training_num_envs: int) -> dict:
+    """The 0.6 ratio target, judged at the N the task trains with (its config's ``num_envs``).
+
+    ``met`` is None when that N was not measured.
+    """
+    at_training_n = [r["ratio"] for r in rows if r["num_envs"] == training_num_envs]
+    return {
+        "ratio_at_least": 0.6,
+        "num_envs": training_num_envs,
+        "met": at_training_n[0] >= 0.6 if at_training_n else None,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--task", default="go2-flat")
@@ -113,7 +128,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     args = parser.parse_args()
     if args.quick:
-        args.task, args.num_envs, args.repeats = "point-reach", [32], 1
+        args.task, args.repeats = "point-reach", 1
+        args.num_envs = [build_config(args.task).num_envs]
         args.sb3_envs, args.sb3_steps = 2, 128
 
     rows = []
@@ -157,7 +173,7 @@ def main() -> None:
         "overrides": args.overrides,
         "training": rows,
         "sb3": sb3_rate(args.task, args.sb3_envs, args.sb3_steps),
-        "target": {"ratio_at_least": 0.6, "met": all(r["ratio"] >= 0.6 for r in rows)},
+        "target": ratio_target(rows, build_config(args.task, overrides=args.overrides).num_envs),
     }
     print(json.dumps(report, indent=2))
 
