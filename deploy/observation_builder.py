@@ -75,12 +75,15 @@ class CommandSpec:
         labels: one name per value, with its unit (for messages).
         low: (C,) the smallest value training drew.
         high: (C,) the largest.
+        standing_speed: go2: a planar command (vx, vy) whose norm is below this, m/s,
+            was zeroed in training ("stand still"), and is zeroed here too; 0: none.
     """
 
     key: str
     labels: tuple[str, ...]
     low: np.ndarray
     high: np.ndarray
+    standing_speed: float = 0.0
 
     @property
     def size(self) -> int:
@@ -92,7 +95,8 @@ def command_spec(task: type[Task]) -> CommandSpec | None:
     """The command of a registered task, or None for a task without one."""
     if issubclass(task, Go2Flat):
         labels, ranges = ("vx m/s", "vy m/s", "yaw_rate rad/s"), task.command_ranges
-        return CommandSpec("command", labels, *np.array(ranges, dtype=np.float64).T)
+        low, high = np.array(ranges, dtype=np.float64).T
+        return CommandSpec("command", labels, low, high, task.standing_speed)
     if issubclass(task, ReachTask):
         labels, box = ("x m", "y m", "z m"), task.target_box
         return CommandSpec("target_pos", labels, *np.array(box, dtype=np.float64).T)
@@ -194,7 +198,10 @@ class ObservationBuilder:
         return sum(self.group.sizes(self.state).values())
 
     def set_command(self, values: ArrayLike) -> np.ndarray:
-        """Set the task command; returns it as used, clipped into the training range.
+        """Set the task command; returns it as used, as training drew its commands.
+
+        Clipped into the training range; go2: a planar speed under the task's
+        ``standing_speed`` becomes zero (the yaw rate stays), as in training.
 
         Raises:
             ValueError: the task takes no command, or ``values`` is not C finite numbers.
@@ -213,6 +220,8 @@ class ObservationBuilder:
         clipped = np.minimum(np.maximum(values, spec.low), spec.high)
         if (clipped != values).any():
             self.clipped_commands += 1
+        if np.hypot(clipped[0], clipped[1]) < spec.standing_speed:
+            clipped[:2] = 0.0
         self.state[spec.key][0] = clipped
         return clipped
 

@@ -206,7 +206,9 @@ class PolicyRuntime:
     def set_command(self, values: ArrayLike) -> np.ndarray:
         """The task command (go2: vx, vy m/s, yaw rate rad/s; reach: target x, y, z m).
 
-        Clipped into the ranges the policy was trained on (counted in ``diagnostics``).
+        Clipped into the ranges the policy was trained on (counted in ``diagnostics``);
+        go2: a planar speed under the task's ``standing_speed`` (0.2 m/s) becomes zero,
+        as training drew its commands.
         A ``RobotState`` that carries a ``command`` sets it the same way at its tick.
 
         Returns:

@@ -494,3 +494,18 @@ def test_set_command_is_validated_and_clipped(policy_file):
     assert np.all(start >= arm.builder.command.low) and np.all(start <= arm.builder.command.high)
     with pytest.raises(RuntimeError, match="configure"):
         PolicyRuntime(policy_file("arm-reach"), []).set_command([0.4, 0.0, 0.4])
+
+
+def test_go2_commands_get_the_standing_deadband_training_drew_them_with(policy_file):
+    """Deploy turns a raw command into what training's resampling would have made of it."""
+    runtime = runtime_for(policy_file("go2-flat"))
+    assert list(runtime.set_command([0.1, -0.1, 0.4])) == [0.0, 0.0, 0.4]  # 0.14 m/s: stand
+    assert list(runtime.set_command([0.2, 0.0, 0.0])) == [0.2, 0.0, 0.0]  # at the bar: walk
+    env = make_env("go2-flat", 256, seed=0)
+    low, high = np.array(env.task.command_ranges).T
+    raw = np.random.default_rng(7).uniform(low, high, (256, 3))
+    env.task._resample_commands(np.arange(256), np.random.default_rng(7))  # the same draws
+    deployed = np.array([runtime.set_command(command) for command in raw])
+    np.testing.assert_array_equal(deployed, env.task.command)
+    standing = np.hypot(deployed[:, 0], deployed[:, 1]) == 0.0
+    assert 0 < standing.sum() < len(raw) and (deployed[standing, 2] == raw[standing, 2]).all()

@@ -48,6 +48,7 @@ class Go2Flat(Task):
     feet = tuple(f"{f}_foot" for f in FEET)  # foot geoms (friction, restitution terms)
 
     command_ranges = ((-1.0, 1.0), (-0.5, 0.5), (-1.0, 1.0))  # vx m/s, vy m/s, yaw rad/s
+    standing_speed = 0.2  # m/s: a planar command slower than this is zeroed (stand still)
     resample_s = 10.0
     soft_limit_factor = 0.9  # soft joint limits: this fraction of the range, centred
 
@@ -152,6 +153,6 @@ class Go2Flat(Task):
     def _resample_commands(self, env_ids: np.ndarray, rng: np.random.Generator) -> None:
         low, high = np.array(self.command_ranges).T
         command = rng.uniform(low, high, (len(env_ids), 3))
-        command[np.linalg.norm(command[:, :2], axis=1) < 0.2, :2] = 0.0
+        command[np.linalg.norm(command[:, :2], axis=1) < self.standing_speed, :2] = 0.0
         self.command[env_ids] = command
         self.steps_since_resample[env_ids] = 0
