@@ -62,7 +62,7 @@ import pinocchio as pin
 from scipy.linalg import qr
 
 from sim2real.sim.assets import asset_path
-from sim2real.sysid.motor import LowPass, _unsaturated
+from sim2real.sysid.motor import LowPass, unsaturated
 from sim2real.sysid.robot_log import AlignedLog
 
 #: Pinocchio's ``toDynamicParameters`` order.
@@ -320,7 +320,7 @@ def fit_inertial(
         gain = np.broadcast_to(implicit_gain, log.qd.shape)[:-1]
         effort = effort - gain * np.diff(log.qd, axis=0)
     inertial_torque = lowpass(effort) - terms["armature"] * qdd - terms["damping"] * qd
-    keep = lowpass.valid(_unsaturated(log.effort[:-1])) & (np.abs(qd) >= min_speed)
+    keep = lowpass.valid(unsaturated(log.effort[:-1])) & (np.abs(qd) >= min_speed)
     rows = np.arange(0, len(q), stride)
     keep, target = keep[rows], inertial_torque[rows]
     samples = keep.sum(axis=0)

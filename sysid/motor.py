@@ -94,7 +94,7 @@ def fit_motor(
     max_delay = int(round(max_delay_s / log.dt))
     if n <= max_delay + 10:
         raise ValueError(f"the log has {n} samples: too few for delays up to {max_delay_s} s")
-    usable = _unsaturated(log.effort)
+    usable = unsaturated(log.effort)
     lowpass = LowPass(cutoff_hz, log.dt)
     fits = [_fit_at(log, kp_cmd, kd_cmd, usable, d, lowpass) for d in range(max_delay + 1)]
     costs = np.array([fit[0] for fit in fits])
@@ -140,7 +140,7 @@ class LowPass:
         return spread == 0
 
 
-def _unsaturated(effort: np.ndarray) -> np.ndarray:
+def unsaturated(effort: np.ndarray) -> np.ndarray:
     """(N, J) mask of samples away from a saturation plateau."""
     magnitude = np.abs(effort)
     peak = magnitude.max(axis=0)
