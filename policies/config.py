@@ -159,7 +159,7 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def from_dict(data: dict[str, Any], cls: type = TrainConfig) -> Any:
     """Build ``cls`` from nested dicts; unknown keys and wrong types are errors naming the key."""
-    return _apply(cls(), _flatten(data))
+    return apply_overrides(cls(), _flatten(data))
 
 
 def build_config(
@@ -175,7 +175,7 @@ def build_config(
         overrides: ``key=value`` strings; values are parsed as YAML scalars or lists.
     """
     config = TrainConfig(task=task)
-    config = _apply(config, TASK_OVERRIDES.get(task, {}))
+    config = apply_overrides(config, TASK_OVERRIDES.get(task, {}))
     if config_file is not None:
         path = Path(config_file)
         if not path.is_file():
@@ -183,14 +183,8 @@ def build_config(
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: a config file must be a mapping of fields")
-        config = _apply(config, _flatten(data))
-    pairs = {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        pairs[key.strip()] = _Text(value)
-    config = _apply(config, pairs)
+        config = apply_overrides(config, _flatten(data))
+    config = apply_overrides(config, parse_overrides(overrides))
     if config.task != task:
         raise ValueError(f"the config names task {config.task!r} but the run is for {task!r}")
     return config
@@ -227,7 +221,22 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _apply(config: Any, pairs: dict[str, Any]) -> Any:
+def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` strings (``--set``) as dotted pairs for ``apply_overrides``.
+
+    The values stay text: ``apply_overrides`` parses them for their field's type (YAML
+    scalars or lists; a string field keeps the text as written, so ``off`` stays ``off``).
+    """
+    pairs = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        pairs[key.strip()] = _Text(value)
+    return pairs
+
+
+def apply_overrides(config: Any, pairs: dict[str, Any]) -> Any:
     """A copy of ``config`` with dotted ``pairs`` set, each checked against its field type."""
     for key, value in pairs.items():
         config = _set(config, key.split("."), value, key)

@@ -31,7 +31,7 @@ import yaml
 from rich.console import Console
 
 from sim2real.policies.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from sim2real.policies.config import TrainConfig, from_dict, to_dict
+from sim2real.policies.config import TrainConfig, apply_overrides, from_dict, to_dict
 from sim2real.policies.curricula import Curricula
 from sim2real.policies.distributed import Distributed
 from sim2real.policies.logger import TrainLogger
@@ -91,10 +91,8 @@ class RunLoop:
         """
         run_dir = Path(run_dir)
         state = load_checkpoint(latest_checkpoint(run_dir))
-        data = state["config"]
-        for key, value in (overrides or {}).items():
-            _set_dotted(data, key, value)
-        run = cls(from_dict(data), run_dir=run_dir, dist=dist, console=console)
+        config = apply_overrides(from_dict(state["config"]), overrides or {})
+        run = cls(config, run_dir=run_dir, dist=dist, console=console)
         run.load_state_dict(state)
         return run
 
@@ -389,10 +387,3 @@ def default_run_dir(config: TrainConfig) -> Path:
     """``log_dir/run_name``, or ``log_dir/<task>-<YYYYmmdd-HHMMSS>``."""
     name = config.run_name or f"{config.task}-{datetime.now():%Y%m%d-%H%M%S}"
     return Path(config.log_dir) / name
-
-
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    *sections, name = key.split(".")
-    for section in sections:
-        data = data[section]
-    data[name] = value

@@ -135,14 +135,12 @@ def _overrides(args: argparse.Namespace, teacher: str | None = None) -> list[str
 
 
 def _resume_overrides(args: argparse.Namespace, overrides: list[str]) -> dict:
-    """The ``--set`` pairs of a resumed run as typed values by dotted key (keys validated)."""
-    from sim2real.policies.config import build_config
+    """The ``--set`` pairs of a resumed run by dotted key (checked when they are applied)."""
+    from sim2real.policies.config import parse_overrides
 
     if args.config:
         raise ValueError("--resume continues a run with its own config; drop --config")
-    config = build_config(args.task, overrides=overrides)  # validates the keys
-    pairs = dict(item.split("=", 1) for item in overrides)
-    return {key: _get_dotted(config, key) for key in pairs}
+    return parse_overrides(overrides)
 
 
 def _check_resumed_task(config, args: argparse.Namespace) -> None:
@@ -235,12 +233,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         console.print(table)
     console.print(f"[green]valid[/]: {args.policy}")
     return 0
-
-
-def _get_dotted(config, key: str):
-    for name in key.split("."):
-        config = getattr(config, name)
-    return config
 
 
 def _config_help() -> str:

@@ -84,6 +84,19 @@ def test_resume_keeps_the_run_config_and_takes_new_max_iterations(tmp_path):
     assert main(["train", "arm-reach", *more]) == 2  # another task's run: a clear error
 
 
+def test_resume_checks_its_overrides_against_the_config(tmp_path, capsys):
+    run = ["--set", f"log_dir={tmp_path}", "run_name=r", "max_iterations=1", *FAST]
+    assert main(["train", "point-reach", *run]) == 0
+    resume = ["train", "point-reach", "--resume", str(tmp_path / "r"), "--set"]
+    assert main([*resume, "no_such_key=1"]) == 2
+    assert "no_such_key" in capsys.readouterr().out
+    assert main([*resume, "max_iterations=two"]) == 2
+    assert "max_iterations" in capsys.readouterr().out
+    assert main([*resume, "max_iterations=2", "run_name=off"]) == 0  # text stays text
+    state = load_checkpoint(tmp_path / "r" / "model_2.pt")
+    assert state["config"]["max_iterations"] == 2 and state["config"]["run_name"] == "off"
+
+
 def test_train_cli_rejects_bad_settings(tmp_path, capsys):
     assert main(["train", "point-reach", "--set", "ppo.gamma=high"]) == 2
     assert "ppo.gamma" in capsys.readouterr().out
