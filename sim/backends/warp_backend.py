@@ -36,10 +36,10 @@ class WarpBackend(DeviceBackend):
             shared = getattr(owner, attr, None)
             if not _batched(shared):
                 continue  # mujoco_warp does not have it, or never varies it per world
+            values = values.astype(np.float32)
             if shared.shape[0] == self.num_envs:
-                shared.assign(values.astype(np.float32))
+                shared.assign(values)
             else:
-                values = values.astype(np.float32)
                 per_env = wp.array(values, dtype=shared.dtype, device=self.device)
                 per_env._is_batched = True  # as put_model marks its batched arrays
                 setattr(owner, attr, per_env)
