@@ -59,6 +59,11 @@ def main() -> None:
         default="state",
         help="policy_node's tick_source: paced by the joint states, or by its timer",
     )
+    parser.add_argument(
+        "--normal-scheduling",
+        action="store_true",
+        help="both nodes on normal scheduling (default: SCHED_FIFO, robot 50, policy 40)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 5 s")
     args = parser.parse_args()
     if args.quick:
@@ -76,6 +81,7 @@ def main() -> None:
                 realtime=True,
                 state_rate_hz=args.state_rate,
                 extra_policy_parameters={"tick_source": args.tick_source},
+                **({"robot_priority": 0, "policy_priority": 0} if args.normal_scheduling else {}),
             )
         )
     messages = report["messages"]
@@ -85,6 +91,7 @@ def main() -> None:
         "seconds": args.seconds,
         "state_rate_hz": args.state_rate,
         "tick_source": args.tick_source,
+        "scheduling": report["run"]["scheduling"],
         "physics_rate_hz": report["robot"]["physics_rate_hz"],
         "period_error": report["loop"]["period_error"],
         "input_period_error": report["loop"]["input_period_error"],

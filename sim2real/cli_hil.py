@@ -37,6 +37,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     hil.add_argument("--duration", type=float, default=20.0, help="seconds after the policy starts")
     hil.add_argument("--record", metavar="BAG", help="keep the rosbag2 (MCAP) in this folder")
     hil.add_argument("--realtime", action="store_true", help="wall-clock mode (timing)")
+    hil.add_argument(
+        "--normal-scheduling",
+        action="store_true",
+        help="real time: leave both nodes on normal scheduling (default: SCHED_FIFO, robot "
+        "50 and policy 40, where permitted)",
+    )
     hil.add_argument("--state-rate", type=float, default=500.0, help="joint state / IMU rate, Hz")
     hil.add_argument("--standup", type=float, default=2.0, help="soft-start ramp, s")
     hil.add_argument("--fade", type=float, default=1.0, help="soft-start fade-in, s")
@@ -66,6 +72,7 @@ def cmd_hil(args: argparse.Namespace) -> int:
         standup_s=args.standup,
         fade_s=args.fade,
         seed=args.seed,
+        **({"robot_priority": 0, "policy_priority": 0} if args.normal_scheduling else {}),
     )
     columns = (TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as bar:
@@ -105,6 +112,10 @@ def summary_rows(report: dict) -> list[tuple[str, str]]:
     rows.append((f"period error p99 ({report['loop']['clock']})", _fmt(period["p99_ms"], "ms")))
     latency = report["latency"]["state_to_command"] or {}
     rows.append(("state→command latency p50 / p99", _pair(latency, "ms")))
+    scheduling = report.get("run", {}).get("scheduling")
+    if report["mode"] == "realtime" and scheduling:
+        pair = f"{scheduling['robot']} / {scheduling['policy']}"
+        rows.append(("scheduling robot / policy", pair))
     rows.append(("commands dropped", str(report["messages"]["commands_dropped"])))
     rows.append(("commands outside limits", str(report["limits"]["commands_outside_limits"])))
     return rows

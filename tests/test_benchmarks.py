@@ -133,6 +133,9 @@ def test_hil_timing_quick_prints_its_figures():
     assert _positive(report["state_to_command_latency"]["p50_ms"])
     assert report["real_time"]["real_time_factor"] > 0.5
     assert report["dropped"]["commands_dropped"] <= 1
+    for node, priority in (("robot", 50), ("policy", 40)):  # FIFO where permitted
+        scheduling = report["scheduling"][node]
+        assert scheduling == f"SCHED_FIFO {priority}" or scheduling.startswith("normal ("), node
 
 
 def test_sysid_accuracy_quick_prints_its_figures():

@@ -96,6 +96,12 @@ class HilConfig:
         fade_s: the policy node's fade-in, s.
         seed: seeds the reach targets.
         lockstep_timeout_s: lockstep: wall time the robot waits for a command, s.
+        robot_priority: real time: SCHED_FIFO priority of the robot's threads
+            (``sim2real_ros.realtime``; 0: normal scheduling). Above the policy's: the
+            robot stands in for hardware. The driver and recorder (this process) keep
+            normal scheduling, below both, as a logger on a robot would.
+        policy_priority: real time: the same for the policy node's threads.
+        extra_policy_parameters: more policy node parameters (``tick_source``...).
     """
 
     task: str
@@ -111,6 +117,8 @@ class HilConfig:
     fade_s: float = 1.0
     seed: int = 0
     lockstep_timeout_s: float = 2.0
+    robot_priority: int = 50
+    policy_priority: int = 40
     extra_policy_parameters: dict = field(default_factory=dict)
 
 
@@ -173,6 +181,7 @@ def run_hil(config: HilConfig, progress: Callable[[float], None] | None = None) 
             "input_stamp_topic": f"/{POLICY_NODE}/input_stamp",
             "stats_path": str(stats_path),
             "operator_node": f"/{POLICY_NODE}",
+            "realtime_priority": config.robot_priority if config.realtime else 0,
         },
     )
     policy_params = write_parameters(
@@ -187,6 +196,7 @@ def run_hil(config: HilConfig, progress: Callable[[float], None] | None = None) 
             "standup_s": config.standup_s,
             "fade_s": config.fade_s,
             "use_sim_time": lockstep,
+            "realtime_priority": config.policy_priority if config.realtime else 0,
             **config.extra_policy_parameters,
         },
     )
@@ -226,6 +236,7 @@ def run_hil(config: HilConfig, progress: Callable[[float], None] | None = None) 
         "faults": str(config.faults) if config.faults else None,
         "bag": str(bag_path) if config.record else None,
         "state_rate_hz": config.state_rate_hz,
+        "scheduling": {"robot": stats.get("scheduling"), "policy": session.policy_scheduling},
     }
     (out_dir / "hil_report.json").write_text(json.dumps(report, indent=2))
     shutil.rmtree(scratch, ignore_errors=True)
@@ -264,6 +275,7 @@ class _Session:
             TimeReference, f"/{POLICY_NODE}/input_stamp", self._on_tick, RELIABLE
         )
         self.policy_has_sensors = False
+        self.policy_scheduling: str | None = None
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, RELIABLE)
         if schedule.kind == "velocity":
             self._command_pub = node.create_publisher(Twist, "/cmd_vel", RELIABLE)
@@ -283,6 +295,7 @@ class _Session:
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         values = conv.diagnostic_values(msg, DIAGNOSTIC_NAME)
+        self.policy_scheduling = values.get("scheduling", self.policy_scheduling)
         if all(key in values for key in self._sensor_keys):
             self.policy_has_sensors = True
 

@@ -58,7 +58,12 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PointStamped, Twist
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -76,6 +81,7 @@ from sim2real.deploy.state_machine import State
 from sim2real_ros import conversions as conv
 from sim2real_ros.loop_timing import LoopTiming
 from sim2real_ros.parameters import parameter_value
+from sim2real_ros.realtime import NORMAL, use_fifo_scheduling
 from sim2real_ros.tick_pacer import TickPacer
 
 NODE_NAME = "policy_node"
@@ -210,6 +216,16 @@ PARAMETERS: dict[str, tuple[object, ParameterDescriptor]] = {
         0.5,
         _seconds("period of /diagnostics, s", 0.05, 60.0),
     ),
+    "realtime_priority": (
+        0,
+        ParameterDescriptor(
+            description="SCHED_FIFO priority (1..99) of the node's threads (executor and DDS), "
+            "set at start-up; needs CAP_SYS_NICE or an rtprio limit, else a warning and "
+            "normal scheduling; 0: normal scheduling",
+            read_only=True,
+            integer_range=[IntegerRange(from_value=0, to_value=99, step=1)],
+        ),
+    ),
 }
 
 
@@ -260,6 +276,11 @@ class PolicyNode(LifecycleNode):
         )
         self.create_service(Trigger, "~/estop", self._on_estop)
         self.create_service(Trigger, "~/reset", self._on_reset)
+        self._scheduling = NORMAL
+        if priority := self.get_parameter("realtime_priority").value:
+            self._scheduling = use_fifo_scheduling(priority)
+            if self._scheduling.startswith(NORMAL):
+                self.get_logger().warning(f"keeping normal scheduling: {self._scheduling}")
 
     # -- parameters ------------------------------------------------------------------------
 
@@ -632,7 +653,10 @@ class PolicyNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         now_ns = self._now_ns()
-        values: dict[str, object] = {"lifecycle_state": self._lifecycle}
+        values: dict[str, object] = {
+            "lifecycle_state": self._lifecycle,
+            "scheduling": self._scheduling,
+        }
         level, message = DiagnosticStatus.OK, self._lifecycle
         if self._configure_error:
             values["configure_error"] = self._configure_error

@@ -20,7 +20,8 @@ Two modes (parameter ``mode``):
 
 - ``realtime``: physics steps on the wall clock at the profile's rate; header stamps are
   the wall clock (the policy node runs on it); for timing. ``realtime_priority`` puts the
-  physics thread on SCHED_FIFO, as a robot's driver loop would be.
+  node's threads (physics, executor, DDS) on SCHED_FIFO, as a robot's driver loop is
+  (``sim2real_ros.realtime``).
 - ``lockstep``: sim time advances one control period at a time; header stamps are sim
   time, and ``/clock`` is published only at period boundaries, after the period's sensor
   messages, so the policy node (``use_sim_time``) ticks exactly once per period on fresh
@@ -42,7 +43,6 @@ On shutdown the statistics go to ``stats_path`` (JSON), if set.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
@@ -75,6 +75,7 @@ from sim2real.deploy.hil.sim_robot import SimRobot
 from sim2real.deploy.hil.statistics import summarize
 from sim2real_ros import conversions as conv
 from sim2real_ros.parameters import parameter_value
+from sim2real_ros.realtime import NORMAL, use_fifo_scheduling
 
 NODE_NAME = "sim_robot"
 MODES = ("realtime", "lockstep")
@@ -98,8 +99,9 @@ PARAMETERS: dict[str, object] = {
     "gains_topic": "/policy_node/gains",  # "": commands carry no gains
     "input_stamp_topic": "/policy_node/input_stamp",
     "imu_frame": "imu",
-    # realtime: SCHED_FIFO priority of the physics thread (1..99, needs the privilege; a
-    # warning and normal scheduling without it); 0: normal scheduling
+    # realtime: SCHED_FIFO priority of the node's threads (1..99, needs the privilege; a
+    # warning and normal scheduling without it); 0: normal scheduling. Lockstep ignores it:
+    # it runs flat out.
     "realtime_priority": 0,
     "stats_path": "",
     "operator_node": "/policy_node",  # whose estop/reset services operator faults call; "": none
@@ -153,6 +155,7 @@ class SimRobotNode(Node):
         self._late_steps = 0
         self._step_lateness: list[float] = []
         self._wall_start = time.perf_counter()
+        self.scheduling = NORMAL
 
         self._pubs = {
             "joint_states": self.create_publisher(JointStateMsg, "/joint_states", RELIABLE),
@@ -183,7 +186,12 @@ class SimRobotNode(Node):
         return parameter_value(self, name)
 
     def start(self) -> None:
-        """Start the physics thread."""
+        """Apply ``realtime_priority`` (real time only), then start the physics thread."""
+        priority = self._param("realtime_priority")
+        if priority and not self.lockstep:
+            self.scheduling = use_fifo_scheduling(priority)
+            if self.scheduling.startswith(NORMAL):
+                self.get_logger().warning(f"keeping normal scheduling: {self.scheduling}")
         self._thread.start()
 
     def stop(self) -> None:
@@ -259,12 +267,6 @@ class SimRobotNode(Node):
                 self._lockstep_timeouts += 1
 
     def _run_realtime(self) -> None:
-        priority = self._param("realtime_priority")
-        if priority:
-            try:  # pid 0: this thread
-                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
-            except (OSError, AttributeError) as error:
-                self.get_logger().warning(f"physics thread keeps normal scheduling: {error}")
         dt = self.robot.physics_dt
         clock_every = steps_between(self._param("clock_rate_hz"), dt)
         start = time.perf_counter()
@@ -360,6 +362,7 @@ class SimRobotNode(Node):
         arrivals = np.diff(np.asarray(self._arrivals_ns, dtype=np.int64)) / NS_PER_S
         stats = {
             "mode": "lockstep" if self.lockstep else "realtime",
+            "scheduling": self.scheduling,
             "physics_rate_hz": 1.0 / self.robot.physics_dt,
             "sim_time_s": sim_time,
             "wall_time_s": wall,
