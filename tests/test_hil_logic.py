@@ -327,6 +327,7 @@ def synthetic_log() -> HilLog:
     return HilLog(
         command_targets=targets,
         tick_ns=ticks,
+        tick_input_ns=ticks - 300_000,  # states 0.3 ms old at the tick
         tick_receipt_ns=ticks,
         events=[
             Event(0, "inactive", "standup", "activated"),
@@ -391,6 +392,18 @@ def test_report_counts_velocity_tracking_after_the_transient(go2_contract):
     assert tracking["samples"] == 101  # 1.0 s .. 2.0 s at 100 Hz
     assert tracking["lin_vel_error"] == pytest.approx(0.1)
     assert tracking["yaw_rate_error"] == 0.0
+
+
+def test_loop_figures_leave_out_the_ticks_after_the_run(go2_contract):
+    log = synthetic_log()  # two ticks after the run's 2 s, on the last state (robot stopped)
+    log.tick_ns = np.append(log.tick_ns, [2_020_000_000, 2_047_000_000])
+    log.tick_input_ns = np.append(log.tick_input_ns, [1_999_700_000] * 2)
+    schedule = CommandSchedule("velocity", [0.0], [[0.5, 0.0, 0.0]])
+    report = hil_report(log, go2_contract, schedule, FaultSchedule(), {"mode": "realtime"}, 2.0)
+    loop = report["loop"]
+    assert loop["ticks"] == 101  # 0 .. 2.0 s
+    assert loop["period_error"]["max_ms"] == pytest.approx(0.0, abs=1e-6)
+    assert loop["input_period_error"]["max_ms"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_report_needs_a_tick(go2_contract):

@@ -16,8 +16,9 @@ Times are s after the policy's first tick (``t0``). Sections:
   period before its start, to ``REACTION_WINDOW_S`` after its end: an e-stop called at a
   period boundary in lockstep is stamped with the policy's clock, which still reads the
   previous boundary; the delay counts from the start, at least 0).
-- ``loop``: the policy's tick periods (its clock: sim time in lockstep, the wall clock
-  in real time) as |period − nominal|; the same on the robot's clock,
+- ``loop``: the policy's tick periods over the run (its clock: sim time in lockstep, the
+  wall clock in real time; not the ticks after ``duration_s``, while the robot is being
+  stopped, on stale states) as |period − nominal|; the same on the robot's clock,
   ``input_period_error``: from the header stamps of the joint states consecutive ticks
   used; and the commands' inter-arrival times at the robot (wall clock); ``latency``:
   state-to-command, measured by the robot (wall clock: from the publication of the joint
@@ -83,6 +84,8 @@ def hil_report(
     t0 = int(log.tick_ns[0])
     timeline = StateTimeline(log, t0)
     period = contract.control_period_s
+    in_run = (log.tick_ns - t0) * NS <= duration_s + STAMP_TOLERANCE_S
+    tick_ns, tick_input_ns = log.tick_ns[in_run], log.tick_input_ns[in_run]
     report = {
         "task": contract.task,
         "duration_s": duration_s,
@@ -97,9 +100,9 @@ def hil_report(
         "faults": _faults(faults, timeline, period),
         "loop": {
             "clock": "sim" if robot_stats.get("mode") == "lockstep" else "wall",
-            "ticks": int(log.tick_ns.size),
-            "period_error": summarize(np.abs(np.diff(log.tick_ns) * NS - period)),
-            "input_period_error": summarize(np.abs(np.diff(log.tick_input_ns) * NS - period)),
+            "ticks": int(tick_ns.size),
+            "period_error": summarize(np.abs(np.diff(tick_ns) * NS - period)),
+            "input_period_error": summarize(np.abs(np.diff(tick_input_ns) * NS - period)),
             "command_interarrival": robot_stats.get("command_interarrival"),
         },
         "latency": {
