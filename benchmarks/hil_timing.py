@@ -6,7 +6,10 @@ the ``go2`` profile in real-time mode: physics and PD at 500 Hz on the wall cloc
 states and IMU at ``--state-rate`` (500 Hz), the policy node at the contract's 50 Hz,
 paced by ``--tick-source``: ``state`` (the node's default: a tick on the joint state that
 completes a period, the timer as a watchdog) or ``timer`` (its own wall-clock timer).
-No faults; the default velocity command cycle. Figures, from the report, in ms:
+Both nodes' threads on SCHED_FIFO (robot 50, policy 40; ``--normal-scheduling``: the
+default policy), this process (driver and recorder) on normal scheduling below them;
+``scheduling`` says what each node got. No faults; the default velocity command cycle.
+Figures, from the report, over the run (not the teardown), in ms:
 
 - ``period_error``: ``|period − 20 ms|`` of the policy's ticks (the ``input_stamp``
   header stamps: the node's clock read at each tick); target p99 ≤ 1 ms. Paced by the
@@ -29,6 +32,7 @@ gives other figures than a quiet one).
 
     .venv/bin/python benchmarks/hil_timing.py > /tmp/hil_timing.json     # ~75 s
     .venv/bin/python benchmarks/hil_timing.py --seconds 20 --tick-source timer  # compare
+    .venv/bin/python benchmarks/hil_timing.py --seconds 20 --normal-scheduling
     .venv/bin/python benchmarks/hil_timing.py --quick                    # 5 s smoke run
 """
 
