@@ -66,3 +66,20 @@ def test_a_refusal_is_reported_not_raised(monkeypatch):
 def test_priority_outside_1_to_99_is_refused(priority):
     with pytest.raises(ValueError, match="1..99"):
         realtime.use_fifo_scheduling(priority)
+
+
+class RecordingLogger:
+    def __init__(self):
+        self.warnings: list[str] = []
+
+    def warning(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def test_a_node_warns_when_refused_and_changes_nothing_at_priority_0(monkeypatch):
+    calls = []
+    monkeypatch.setattr(realtime, "use_fifo_scheduling", lambda p: calls.append(p) or "normal (x)")
+    logger = RecordingLogger()
+    assert realtime.node_scheduling(0, logger) == "normal" and calls == []
+    assert realtime.node_scheduling(40, logger) == "normal (x)" and calls == [40]
+    assert logger.warnings == ["realtime_priority 40 refused, keeping normal (x)"]

@@ -81,7 +81,7 @@ from sim2real.deploy.state_machine import State
 from sim2real_ros import conversions as conv
 from sim2real_ros.loop_timing import LoopTiming
 from sim2real_ros.parameters import parameter_value
-from sim2real_ros.realtime import NORMAL, use_fifo_scheduling
+from sim2real_ros.realtime import node_scheduling
 from sim2real_ros.tick_pacer import TickPacer
 
 NODE_NAME = "policy_node"
@@ -276,11 +276,9 @@ class PolicyNode(LifecycleNode):
         )
         self.create_service(Trigger, "~/estop", self._on_estop)
         self.create_service(Trigger, "~/reset", self._on_reset)
-        self._scheduling = NORMAL
-        if priority := self.get_parameter("realtime_priority").value:
-            self._scheduling = use_fifo_scheduling(priority)
-            if self._scheduling.startswith(NORMAL):
-                self.get_logger().warning(f"keeping normal scheduling: {self._scheduling}")
+        self._scheduling = node_scheduling(
+            self.get_parameter("realtime_priority").value, self.get_logger()
+        )
 
     # -- parameters ------------------------------------------------------------------------
 

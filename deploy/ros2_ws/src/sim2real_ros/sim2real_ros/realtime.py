@@ -47,3 +47,21 @@ def use_fifo_scheduling(priority: int) -> str:
     except (OSError, AttributeError) as error:  # AttributeError: not Linux
         return f"{NORMAL} ({type(error).__name__}: {error})"
     return f"SCHED_FIFO {priority}"
+
+
+def node_scheduling(priority: int, logger) -> str:
+    """A node's ``realtime_priority`` parameter applied: ``use_fifo_scheduling`` unless 0.
+
+    Args:
+        priority: 0 (normal scheduling: nothing changes) or 1..99.
+        logger: the node's logger; a refusal is a warning on it.
+
+    Returns:
+        What the process got, as ``use_fifo_scheduling`` says it (``"normal"`` for 0).
+    """
+    if not priority:
+        return NORMAL
+    scheduling = use_fifo_scheduling(priority)
+    if scheduling.startswith(NORMAL):
+        logger.warning(f"realtime_priority {priority} refused, keeping {scheduling}")
+    return scheduling

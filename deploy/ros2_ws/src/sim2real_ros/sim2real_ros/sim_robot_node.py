@@ -75,7 +75,7 @@ from sim2real.deploy.hil.sim_robot import SimRobot
 from sim2real.deploy.hil.statistics import summarize
 from sim2real_ros import conversions as conv
 from sim2real_ros.parameters import parameter_value
-from sim2real_ros.realtime import NORMAL, use_fifo_scheduling
+from sim2real_ros.realtime import NORMAL, node_scheduling
 
 NODE_NAME = "sim_robot"
 MODES = ("realtime", "lockstep")
@@ -187,11 +187,8 @@ class SimRobotNode(Node):
 
     def start(self) -> None:
         """Apply ``realtime_priority`` (real time only), then start the physics thread."""
-        priority = self._param("realtime_priority")
-        if priority and not self.lockstep:
-            self.scheduling = use_fifo_scheduling(priority)
-            if self.scheduling.startswith(NORMAL):
-                self.get_logger().warning(f"keeping normal scheduling: {self.scheduling}")
+        if not self.lockstep:
+            self.scheduling = node_scheduling(self._param("realtime_priority"), self.get_logger())
         self._thread.start()
 
     def stop(self) -> None:
