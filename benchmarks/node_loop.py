@@ -31,6 +31,7 @@ Figures per rate, in µs (``period`` = stamp difference of consecutive commands,
 
     .venv/bin/python benchmarks/node_loop.py > /tmp/node_loop.json   # ~1 min
     .venv/bin/python benchmarks/node_loop.py --quick                 # smoke run
+    .venv/bin/python benchmarks/node_loop.py --realtime-priority 40  # node on SCHED_FIFO
 """
 
 from __future__ import annotations
@@ -263,6 +264,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="recording per rate")
     parser.add_argument("--input-hz", type=float, default=200.0, help="joint state/IMU rate")
     parser.add_argument("--no-bare-timer", action="store_true", help="skip the rclpy baseline")
+    parser.add_argument(
+        "--realtime-priority",
+        type=int,
+        default=0,
+        help="the node's realtime_priority (SCHED_FIFO 1..99; 0: normal scheduling)",
+    )
 
     args = parser.parse_args()
     seconds = 1.0 if args.quick else args.seconds
@@ -277,6 +284,7 @@ def main() -> None:
             "input_hz": args.input_hz,
             "policy": "go2-flat mlp 45 -> 128x3 -> 12 (random init)",
             "command_message": "trajectory_msgs/JointTrajectory",
+            "realtime_priority": args.realtime_priority,
         },
         "loadavg_before": list(os.getloadavg()),
     }
@@ -294,6 +302,7 @@ def main() -> None:
             "fade_s": 0.1,
             "watchdog_s": 0.2,
             "tick_source": "timer",  # what this benchmark measures: the timer-paced loop
+            "realtime_priority": args.realtime_priority,
         })  # fmt: skip
         node = NodeProcess(console_script("policy_node"), params, env, folder / "node.log")
         try:
