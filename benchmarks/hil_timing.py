@@ -85,7 +85,7 @@ def main() -> None:
                 realtime=True,
                 state_rate_hz=args.state_rate,
                 extra_policy_parameters={"tick_source": args.tick_source},
-                **({"robot_priority": 0, "policy_priority": 0} if args.normal_scheduling else {}),
+                realtime_scheduling=not args.normal_scheduling,
             )
         )
     messages = report["messages"]

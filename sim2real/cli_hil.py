@@ -72,7 +72,7 @@ def cmd_hil(args: argparse.Namespace) -> int:
         standup_s=args.standup,
         fade_s=args.fade,
         seed=args.seed,
-        **({"robot_priority": 0, "policy_priority": 0} if args.normal_scheduling else {}),
+        realtime_scheduling=not args.normal_scheduling,
     )
     columns = (TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as bar:

@@ -59,6 +59,10 @@ POLICY_NODE = "policy_node"
 COMMAND_REFRESH_S = 0.1
 STARTUP_TIMEOUT_S = 60.0
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+#: Real time: the nodes' SCHED_FIFO priorities; the robot's is above the policy's, as the
+#: hardware it stands in for would be.
+ROBOT_PRIORITY = 50
+POLICY_PRIORITY = 40
 
 #: Recorded topics and their types.
 RECORDED = {
@@ -96,11 +100,10 @@ class HilConfig:
         fade_s: the policy node's fade-in, s.
         seed: seeds the reach targets.
         lockstep_timeout_s: lockstep: wall time the robot waits for a command, s.
-        robot_priority: real time: SCHED_FIFO priority of the robot's threads
-            (``sim2real_ros.realtime``; 0: normal scheduling). Above the policy's: the
-            robot stands in for hardware. The driver and recorder (this process) keep
-            normal scheduling, below both, as a logger on a robot would.
-        policy_priority: real time: the same for the policy node's threads.
+        realtime_scheduling: real time: every thread of the robot and of the policy node
+            on SCHED_FIFO (``ROBOT_PRIORITY``, ``POLICY_PRIORITY``; ``sim2real_ros.realtime``);
+            False: normal scheduling. The driver and recorder (this process) keep normal
+            scheduling, below both, as a logger on a robot would.
         extra_policy_parameters: more policy node parameters (``tick_source``...).
     """
 
@@ -117,8 +120,7 @@ class HilConfig:
     fade_s: float = 1.0
     seed: int = 0
     lockstep_timeout_s: float = 2.0
-    robot_priority: int = 50
-    policy_priority: int = 40
+    realtime_scheduling: bool = True
     extra_policy_parameters: dict = field(default_factory=dict)
 
 
@@ -163,6 +165,7 @@ def run_hil(config: HilConfig, progress: Callable[[float], None] | None = None) 
     domain = run_domain_id()
     env = ros_environment(domain)
     lockstep = not config.realtime
+    fifo = config.realtime and config.realtime_scheduling
     sim_params = write_parameters(
         scratch / "sim_robot.yaml",
         "sim_robot",
@@ -181,7 +184,7 @@ def run_hil(config: HilConfig, progress: Callable[[float], None] | None = None) 
             "input_stamp_topic": f"/{POLICY_NODE}/input_stamp",
             "stats_path": str(stats_path),
             "operator_node": f"/{POLICY_NODE}",
-            "realtime_priority": config.robot_priority if config.realtime else 0,
+            "realtime_priority": ROBOT_PRIORITY if fifo else 0,
         },
     )
     policy_params = write_parameters(
@@ -196,7 +199,7 @@ def run_hil(config: HilConfig, progress: Callable[[float], None] | None = None) 
             "standup_s": config.standup_s,
             "fade_s": config.fade_s,
             "use_sim_time": lockstep,
-            "realtime_priority": config.policy_priority if config.realtime else 0,
+            "realtime_priority": POLICY_PRIORITY if fifo else 0,
             **config.extra_policy_parameters,
         },
     )

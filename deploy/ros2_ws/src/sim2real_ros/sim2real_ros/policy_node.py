@@ -260,7 +260,6 @@ class PolicyNode(LifecycleNode):
         self._order: conv.JointOrder | None = None
         self._use_trajectory = False
         self._timing: LoopTiming | None = None
-        self._tick_source = "timer"
         self._pacer: TickPacer | None = None
         self._tick_errors = 0
         self._last_error = ""
@@ -340,7 +339,6 @@ class PolicyNode(LifecycleNode):
         self._runtime = runtime
         self._epoch_ns = self._now_ns()
         self._timing = LoopTiming(runtime.control_period)
-        self._tick_source = tick_source
         period_ns = round(runtime.control_period * conv.NS_PER_S)
         self._pacer = TickPacer(period_ns) if tick_source == "state" else None
         self._tick_errors, self._last_error, self._last_command = 0, "", None
@@ -662,7 +660,7 @@ class PolicyNode(LifecycleNode):
         runtime = self._runtime
         if runtime is not None:
             values["control_period_s"] = runtime.control_period
-            values["tick_source"] = self._tick_source
+            values["tick_source"] = "timer" if self._pacer is None else "state"
             values["loop"] = self._timing.summary()
             if self._pacer is not None:
                 values["pacing"] = self._pacer.summary()
